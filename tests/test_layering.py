@@ -17,6 +17,7 @@ ALLOWED_LAYERS = {
     "server": {"protocol", "trust"},
     "client": {"protocol", "trust"},
     "emulators": {"protocol", "trust"},
+    "demo": {"protocol", "trust", "server", "client", "emulators"},
 }
 
 # The sans-I/O rule: the protocol core never touches the outside world.
