@@ -1,4 +1,4 @@
-"""The RFC test vectors: tests/vectors/ohttp-vectors.json (a copy of the verified shared set)."""
+"""Test vectors as data files (tests/vectors/), loaded through this one helper."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "ohttp-vectors.json"
+VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
 
-def load_vectors() -> dict[str, Any]:
-    """The parsed vectors file."""
-    return json.loads(VECTORS.read_text())  # type: ignore[no-any-return]
+def load_vectors(name: str = "ohttp-vectors.json") -> dict[str, Any]:
+    """The parsed JSON vector file ``tests/vectors/<name>``."""
+    data: dict[str, Any] = json.loads((VECTORS / name).read_text())
+    return data

@@ -1,0 +1,309 @@
+"""Oblivious HTTP message encapsulation (RFC 9458 §4), gateway and client sides.
+
+Accepts: an Encapsulated Request ``hdr ‖ enc ‖ ct`` and a :class:`KeyRing` (gateway), or a
+:class:`KeyConfig` and suite (client). The payload is opaque bytes (normally Binary HTTP).
+
+Guarantees (gateway side, checked in this order):
+
+* a header shorter than 7 bytes or naming an unknown KEM/KDF/AEAD → :class:`MalformedRequestHeader`;
+  Export-only (0xFFFF) → :class:`SuiteNotAllowed`;
+* key id not in the ring → :class:`UnknownKeyId`; KEM not the key's, or (KDF, AEAD) not listed
+  for that key → :class:`SuiteNotAllowed`;
+* ``enc`` shorter than Nenc → :class:`MalformedRequestHeader`; any HPKE failure (bad point,
+  failed tag) → :class:`DecryptionFailed`;
+* the response context encapsulates exactly once (:class:`ContextReused` after that), and so does
+  the client's response context.
+
+Randomness (the client's ephemeral key, the gateway's response nonce) comes from the OS. The
+keyword-only ``_ephemeral_private_key`` and ``_response_nonce`` arguments exist for the RFC test
+vectors only: never pass them in production code.
+
+Never: plaintext or key material in errors or reprs. Large bodies are passed to the AEAD as
+memoryviews, not copied.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import cast
+
+from gateway.errors import (
+    ConfigError,
+    ContextReused,
+    DecryptionFailed,
+    KeyConfigError,
+    MalformedRequestHeader,
+    ResponseDecryptionFailed,
+    SuiteNotAllowed,
+)
+from gateway.protocol._hpke import (
+    AEAD_TAG_LENGTH,
+    EXPORT_ONLY_AEAD,
+    AeadId,
+    Bytes,
+    Exporter,
+    HpkeContext,
+    KdfId,
+    KemId,
+    Suite,
+    aead_id_of,
+    deserialize_public_key,
+    ephemeral_key_pair,
+    guarded,
+    kdf_id_of,
+    kem_id_of,
+    random_nonce,
+    response_keys,
+    suite,
+)
+from gateway.protocol.keys import KeyConfig, KeyRing, SymmetricSuite
+
+REQUEST_LABEL = b"message/bhttp request"
+RESPONSE_LABEL = b"message/bhttp response"
+
+_HEADER = struct.Struct(">BHHH")
+
+
+@dataclass(frozen=True)
+class RequestHeader:
+    """The 7-byte header of an Encapsulated Request: key id, KEM, KDF, AEAD."""
+
+    key_id: int
+    kem_id: KemId
+    kdf_id: KdfId
+    aead_id: AeadId
+
+    SIZE = _HEADER.size
+
+    def encode(self) -> bytes:
+        return _HEADER.pack(self.key_id, self.kem_id, self.kdf_id, self.aead_id)
+
+    def info(self, label: bytes) -> bytes:
+        """HPKE info: ``label ‖ 0x00 ‖ hdr`` (RFC 9458 §4.3)."""
+        return label + b"\x00" + self.encode()
+
+    @classmethod
+    def decode(cls, data: Bytes) -> RequestHeader:
+        """The header at the start of ``data``."""
+        if len(data) < cls.SIZE:
+            raise MalformedRequestHeader("request header truncated")
+        key_id, kem_raw, kdf_raw, aead_raw = _HEADER.unpack_from(data)
+        if aead_raw == EXPORT_ONLY_AEAD:
+            raise SuiteNotAllowed("export-only AEAD cannot encapsulate requests")
+        kem_id, kdf_id, aead_id = kem_id_of(kem_raw), kdf_id_of(kdf_raw), aead_id_of(aead_raw)
+        if kem_id is None or kdf_id is None or aead_id is None:
+            raise MalformedRequestHeader("unknown HPKE algorithm")
+        return cls(key_id, kem_id, kdf_id, aead_id)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class RecipientSetup:
+    """The gateway's HPKE state after reading ``hdr ‖ enc``, shared with the chunked format."""
+
+    header: RequestHeader
+    enc: bytes
+    suite: Suite
+    context: HpkeContext
+
+    def __repr__(self) -> str:
+        return f"RecipientSetup(key_id={self.header.key_id})"
+
+
+def select_key(key_ring: KeyRing, header: RequestHeader) -> Suite:
+    """The suite a request header may use with its key, or the refusal RFC 9458 §4.3 asks for."""
+    key = key_ring.get(header.key_id)
+    if header.kem_id != key.kem_id or not key.config.allows(header.kdf_id, header.aead_id):
+        raise SuiteNotAllowed()
+    return suite(header.kem_id, header.kdf_id, header.aead_id)
+
+
+def setup_recipient(
+    key_ring: KeyRing, header: RequestHeader, enc: Bytes, label: bytes
+) -> RecipientSetup:
+    """SetupBaseR(enc, skR, info) for ``header``'s key; DecryptionFailed if ``enc`` is unusable."""
+    chosen = select_key(key_ring, header)
+    private_key = key_ring.get(header.key_id).private_key
+    enc_bytes = bytes(enc)
+    info = header.info(label)
+    context = guarded(
+        DecryptionFailed,
+        lambda: chosen.hpke.create_recipient_context(enc_bytes, private_key, info),
+    )  # pyhpke's ContextInterface types the buffers as bytes; cryptography takes any buffer
+    return RecipientSetup(header, enc_bytes, chosen, cast(HpkeContext, context))
+
+
+def parse_prefix(key_ring: KeyRing, data: Bytes, label: bytes) -> tuple[RecipientSetup, int]:
+    """Read ``hdr ‖ enc`` from ``data``: the recipient setup and the offset after ``enc``."""
+    header = RequestHeader.decode(data)
+    chosen = select_key(key_ring, header)
+    end = RequestHeader.SIZE + chosen.n_enc
+    if len(data) < end:
+        raise MalformedRequestHeader("encapsulated key truncated")
+    return setup_recipient(key_ring, header, memoryview(data)[RequestHeader.SIZE : end], label), end
+
+
+def decapsulate_request(
+    key_ring: KeyRing, encapsulated_request: Bytes
+) -> tuple[bytes, ServerResponseContext]:
+    """The request plaintext and the one-shot context for its response."""
+    setup, offset = parse_prefix(key_ring, encapsulated_request, REQUEST_LABEL)
+    ciphertext = memoryview(encapsulated_request)[offset:]
+    if len(ciphertext) < AEAD_TAG_LENGTH:
+        raise DecryptionFailed()
+    context = setup.context
+    request = guarded(DecryptionFailed, lambda: context.open(ciphertext, b""))
+    return request, ServerResponseContext(setup)
+
+
+class ServerResponseContext:
+    """What the gateway needs to encapsulate the one response to a request."""
+
+    __slots__ = ("_setup", "_used")
+
+    def __init__(self, setup: RecipientSetup) -> None:
+        self._setup = setup
+        self._used = False
+
+    @property
+    def enc(self) -> bytes:
+        """The request's encapsulated key: a high-entropy replay-cache key (RFC 9458 §6.5)."""
+        return self._setup.enc
+
+    @property
+    def header(self) -> RequestHeader:
+        return self._setup.header
+
+    @property
+    def suite(self) -> Suite:
+        return self._setup.suite
+
+    def exporter(self) -> Exporter:
+        """The HPKE secret exporter, for response framings built on RFC 9458's key schedule."""
+        return self._setup.context
+
+    def claim(self) -> None:
+        """Mark the context used: ContextReused if it already was."""
+        if self._used:
+            raise ContextReused()
+        self._used = True
+
+    def encapsulate_response(
+        self, response: Bytes, *, _response_nonce: bytes | None = None
+    ) -> bytes:
+        """``response_nonce ‖ Seal(key, nonce, "", response)``; once per context.
+
+        ``_response_nonce`` is the test-vector seam: production code never passes it.
+        """
+        self.claim()
+        chosen = self._setup.suite
+        nonce = (
+            _response_nonce
+            if _response_nonce is not None
+            else random_nonce(chosen.response_nonce_size)
+        )
+        if len(nonce) != chosen.response_nonce_size:
+            raise ConfigError("test response nonce has the wrong length")
+        keys = response_keys(chosen, self.exporter(), RESPONSE_LABEL, self._setup.enc, nonce)
+        return nonce + keys.seal_next(response, b"")
+
+    def __repr__(self) -> str:
+        return f"ServerResponseContext(key_id={self.header.key_id}, used={self._used})"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class SenderSetup:
+    """The client's HPKE state: the header, ``enc`` and the sender context."""
+
+    header: RequestHeader
+    enc: bytes
+    suite: Suite
+    context: HpkeContext
+
+    def __repr__(self) -> str:
+        return f"SenderSetup(key_id={self.header.key_id})"
+
+
+def setup_sender(
+    config: KeyConfig,
+    symmetric: SymmetricSuite,
+    label: bytes,
+    ephemeral_private_key: bytes | None = None,
+) -> SenderSetup:
+    """SetupBaseS(pkR, info) for ``config`` with one of its listed suites."""
+    if not config.allows(symmetric.kdf_id, symmetric.aead_id):
+        raise KeyConfigError("suite not listed in the key config")
+    header = RequestHeader(config.key_id, config.kem_id, symmetric.kdf_id, symmetric.aead_id)
+    chosen = suite(config.kem_id, symmetric.kdf_id, symmetric.aead_id)
+    public_key = deserialize_public_key(config.kem_id, config.public_key, KeyConfigError)
+    ephemeral = (
+        None
+        if ephemeral_private_key is None
+        else ephemeral_key_pair(config.kem_id, ephemeral_private_key, KeyConfigError)
+    )
+    info = header.info(label)
+    enc, context = guarded(
+        KeyConfigError,
+        lambda: chosen.hpke.create_sender_context(public_key, info, eks=ephemeral),
+    )
+    return SenderSetup(header, enc, chosen, cast(HpkeContext, context))
+
+
+def encapsulate_request(
+    config: KeyConfig,
+    symmetric: SymmetricSuite,
+    request: Bytes,
+    *,
+    _ephemeral_private_key: bytes | None = None,
+) -> tuple[bytes, ClientResponseContext]:
+    """``hdr ‖ enc ‖ Seal("", request)`` and the one-shot context for the response.
+
+    ``_ephemeral_private_key`` (skE) is the test-vector seam: production code never passes it.
+    """
+    setup = setup_sender(config, symmetric, REQUEST_LABEL, _ephemeral_private_key)
+    context = setup.context
+    ciphertext = guarded(KeyConfigError, lambda: context.seal(request, b""))
+    return setup.header.encode() + setup.enc + ciphertext, ClientResponseContext(setup)
+
+
+class ClientResponseContext:
+    """What the client needs to decapsulate the one response to its request."""
+
+    __slots__ = ("_setup", "_used")
+
+    def __init__(self, setup: SenderSetup) -> None:
+        self._setup = setup
+        self._used = False
+
+    @property
+    def enc(self) -> bytes:
+        return self._setup.enc
+
+    @property
+    def suite(self) -> Suite:
+        return self._setup.suite
+
+    def exporter(self) -> Exporter:
+        return self._setup.context
+
+    def claim(self) -> None:
+        """Mark the context used: ContextReused if it already was."""
+        if self._used:
+            raise ContextReused()
+        self._used = True
+
+    def decapsulate_response(self, encapsulated_response: Bytes) -> bytes:
+        """The response plaintext; ResponseDecryptionFailed if it does not open. Once."""
+        self.claim()
+        chosen = self._setup.suite
+        size = chosen.response_nonce_size
+        if len(encapsulated_response) < size + AEAD_TAG_LENGTH:
+            raise ResponseDecryptionFailed()
+        view = memoryview(encapsulated_response)
+        keys = response_keys(
+            chosen, self.exporter(), RESPONSE_LABEL, self._setup.enc, bytes(view[:size])
+        )
+        return keys.open_next(view[size:], b"")
+
+    def __repr__(self) -> str:
+        return f"ClientResponseContext(key_id={self._setup.header.key_id}, used={self._used})"
