@@ -45,7 +45,37 @@ The tree::
     │   └── UpstreamTimeout               504     after
     ├── TrustError                        503     local    attestation or key release
     │   ├── EvidenceError                                  evidence not obtained or parsed
+    │   │   ├── MalformedReport                            SNP ATTESTATION_REPORT unparsable
+    │   │   │   └── UnsupportedReportVersion               not version 2, 3 or 5
+    │   │   ├── MalformedHclReport                         HCL report / runtime claims unparsable
+    │   │   │   └── UnsupportedHclReportType               e.g. TDX (4)
+    │   │   ├── MalformedCertificates                      PEM chain / THIM JSON / cert table
+    │   │   └── EvidenceDeviceError                        sev-guest ioctl / configfs-tsm failed
     │   ├── VerificationError                              evidence or token failed checks
+    │   │   ├── CertificateChainError                      ARK → ASK → VCEK refused
+    │   │   │   ├── UntrustedRoot                          ARK is not a pinned root
+    │   │   │   ├── MissingAmdRoot                         no pinned root for this product
+    │   │   │   ├── RootSignatureInvalid                   ARK not self-signed
+    │   │   │   ├── AskSignatureInvalid                    ASK not signed by the ARK
+    │   │   │   ├── VcekSignatureInvalid                   VCEK not signed by the ASK
+    │   │   │   ├── CertificateNotValidNow                 outside notBefore/notAfter
+    │   │   │   └── VcekExtensionsInvalid                  AMD TCB/hwID extensions missing
+    │   │   ├── ReportSignatureInvalid                     ECDSA P-384 over 0..0x29F fails
+    │   │   ├── ChipIdMismatch                             report CHIP_ID != VCEK hwID
+    │   │   ├── TcbMismatch                                REPORTED_TCB != VCEK TCB
+    │   │   ├── BindingError                               evidence does not bind our data
+    │   │   │   ├── RuntimeDataMismatch                    hash(runtime data) != REPORT_DATA
+    │   │   │   └── ReportDataMismatch                     REPORT_DATA/user-data not expected
+    │   │   ├── PolicyViolation                            report refused by policy
+    │   │   │   ├── DebugNotAllowed / MigrationAgentNotAllowed / SmtNotAllowed
+    │   │   │   ├── VmplNotAllowed / TcbBelowMinimum / MeasurementNotAllowed
+    │   │   │   └── SigningKeyNotAllowed                   VLEK or no key where VCEK required
+    │   │   └── TokenError                                 MAA token refused
+    │   │       ├── MalformedToken / UnsignedToken / TokenAlgorithmNotAllowed
+    │   │       ├── TokenKeyUnknown / TokenKeySourceMismatch / TokenSignatureInvalid
+    │   │       ├── TokenExpired / TokenNotYetValid / TokenIssuedInFuture
+    │   │       ├── TokenIssuerMismatch / TokenClaimsInvalid
+    │   │       └── SigningKeysInvalid                     the /certs JWKS is unusable
     │   ├── AttestationServiceError                        MAA unreachable or refused
     │   └── KeyReleaseError                                KMS unreachable or refused
     └── ConfigError                       500     local    a setting is missing or invalid
@@ -311,6 +341,261 @@ class VerificationError(TrustError):
     """Verification failed."""
 
     reason = "verification"
+
+
+# Evidence parsing and acquisition.
+
+
+class MalformedReport(EvidenceError):
+    """SNP attestation report is malformed."""
+
+    reason = "malformed_report"
+
+
+class UnsupportedReportVersion(MalformedReport):
+    """SNP attestation report version is not supported."""
+
+    reason = "unsupported_report_version"
+
+
+class MalformedHclReport(EvidenceError):
+    """HCL report is malformed."""
+
+    reason = "malformed_hcl_report"
+
+
+class UnsupportedHclReportType(MalformedHclReport):
+    """HCL report type is not supported (only SEV-SNP is)."""
+
+    reason = "unsupported_hcl_report_type"
+
+
+class MalformedCertificates(EvidenceError):
+    """Certificate chain is malformed."""
+
+    reason = "malformed_certificates"
+
+
+class EvidenceDeviceError(EvidenceError):
+    """The attestation device did not produce a report."""
+
+    reason = "evidence_device"
+
+
+# Evidence verification: one class per way evidence can fail, so every tampering is named.
+
+
+class CertificateChainError(VerificationError):
+    """AMD certificate chain refused."""
+
+    reason = "certificate_chain"
+
+
+class UntrustedRoot(CertificateChainError):
+    """ARK is not a pinned AMD root."""
+
+    reason = "untrusted_root"
+
+
+class MissingAmdRoot(CertificateChainError):
+    """No pinned AMD root is shipped for this product."""
+
+    reason = "missing_amd_root"
+
+
+class RootSignatureInvalid(CertificateChainError):
+    """ARK is not validly self-signed."""
+
+    reason = "root_signature"
+
+
+class AskSignatureInvalid(CertificateChainError):
+    """ASK is not signed by the ARK."""
+
+    reason = "ask_signature"
+
+
+class VcekSignatureInvalid(CertificateChainError):
+    """VCEK is not signed by the ASK."""
+
+    reason = "vcek_signature"
+
+
+class CertificateNotValidNow(CertificateChainError):
+    """A certificate in the AMD chain is outside its validity period."""
+
+    reason = "certificate_validity"
+
+
+class VcekExtensionsInvalid(CertificateChainError):
+    """VCEK lacks valid AMD TCB or hardware-id extensions."""
+
+    reason = "vcek_extensions"
+
+
+class ReportSignatureInvalid(VerificationError):
+    """SNP report signature does not verify with the VCEK."""
+
+    reason = "report_signature"
+
+
+class ChipIdMismatch(VerificationError):
+    """SNP report chip id does not match the VCEK hardware id."""
+
+    reason = "chip_id_mismatch"
+
+
+class TcbMismatch(VerificationError):
+    """SNP report reported TCB does not match the VCEK TCB."""
+
+    reason = "tcb_mismatch"
+
+
+class BindingError(VerificationError):
+    """Evidence does not bind the expected data."""
+
+    reason = "binding"
+
+
+class RuntimeDataMismatch(BindingError):
+    """Runtime data hash does not match REPORT_DATA."""
+
+    reason = "runtime_data_mismatch"
+
+
+class ReportDataMismatch(BindingError):
+    """Report data does not bind the expected value (nonce or key configuration)."""
+
+    reason = "report_data_mismatch"
+
+
+class PolicyViolation(VerificationError):
+    """Attestation report violates the verification policy."""
+
+    reason = "policy"
+
+
+class DebugNotAllowed(PolicyViolation):
+    """Guest policy allows debugging, which the policy refuses."""
+
+    reason = "policy_debug"
+
+
+class MigrationAgentNotAllowed(PolicyViolation):
+    """Guest policy allows a migration agent, which the policy refuses."""
+
+    reason = "policy_migration_agent"
+
+
+class SmtNotAllowed(PolicyViolation):
+    """Guest policy allows SMT, which the policy refuses."""
+
+    reason = "policy_smt"
+
+
+class VmplNotAllowed(PolicyViolation):
+    """Report VMPL is not allowed by the policy."""
+
+    reason = "policy_vmpl"
+
+
+class TcbBelowMinimum(PolicyViolation):
+    """Reported TCB is below the policy minimum."""
+
+    reason = "policy_tcb"
+
+
+class MeasurementNotAllowed(PolicyViolation):
+    """Launch measurement is not in the policy allowlist."""
+
+    reason = "policy_measurement"
+
+
+class SigningKeyNotAllowed(PolicyViolation):
+    """Report is not signed by a VCEK."""
+
+    reason = "policy_signing_key"
+
+
+# MAA tokens.
+
+
+class TokenError(VerificationError):
+    """Attestation token refused."""
+
+    reason = "token"
+
+
+class MalformedToken(TokenError):
+    """Attestation token is malformed."""
+
+    reason = "token_malformed"
+
+
+class UnsignedToken(TokenError):
+    """Attestation token is unsigned."""
+
+    reason = "token_unsigned"
+
+
+class TokenAlgorithmNotAllowed(TokenError):
+    """Attestation token algorithm is not RS256."""
+
+    reason = "token_alg"
+
+
+class TokenKeyUnknown(TokenError):
+    """Attestation token key id is not among the issuer's signing keys."""
+
+    reason = "token_kid"
+
+
+class TokenKeySourceMismatch(TokenError):
+    """Attestation token names a key source other than the pinned issuer's."""
+
+    reason = "token_jku"
+
+
+class TokenSignatureInvalid(TokenError):
+    """Attestation token signature is invalid."""
+
+    reason = "token_signature"
+
+
+class TokenExpired(TokenError):
+    """Attestation token has expired."""
+
+    reason = "token_expired"
+
+
+class TokenNotYetValid(TokenError):
+    """Attestation token is not valid yet (nbf in the future)."""
+
+    reason = "token_nbf"
+
+
+class TokenIssuedInFuture(TokenError):
+    """Attestation token was issued in the future (iat)."""
+
+    reason = "token_iat"
+
+
+class TokenIssuerMismatch(TokenError):
+    """Attestation token issuer is not the pinned issuer."""
+
+    reason = "token_issuer"
+
+
+class TokenClaimsInvalid(TokenError):
+    """Attestation token claims are missing or mistyped."""
+
+    reason = "token_claims"
+
+
+class SigningKeysInvalid(TokenError):
+    """Attestation service signing keys are unusable."""
+
+    reason = "token_signing_keys"
 
 
 class AttestationServiceError(TrustError):
