@@ -32,6 +32,7 @@ The tree::
     │   └── ContextReused                 500     local    one-shot context used twice
     ├── RequestRefused                    400     after    refused by policy
     │   ├── PathNotAllowed                403     after
+    │   ├── MethodNotAllowed              405     after
     │   ├── BodyTooLarge                  413     after
     │   ├── ExpectContinueRefused         400     after    RFC 9458 §5.1
     │   ├── ReplayDetected                400     after    RFC 9458 §6.5, problem date
@@ -39,7 +40,9 @@ The tree::
     ├── OuterRequestError                 400     before   the outer request is unusable
     │   ├── UnsupportedMediaType          415     before
     │   ├── EncapsulatedBodyTooLarge      413     before
-    │   └── NotReady                      503     before   no attested key loaded yet
+    │   ├── HeadersTooLarge               431     before
+    │   ├── NotReady                      503     before   no attested key loaded yet
+    │   └── Overloaded                    503     before   concurrency or replay memory full
     ├── UpstreamError                     502     after    the co-located Whisper container
     │   ├── UpstreamUnavailable           502     after
     │   └── UpstreamTimeout               504     after
@@ -238,6 +241,13 @@ class PathNotAllowed(RequestRefused):
     reason = "path_not_allowed"
 
 
+class MethodNotAllowed(RequestRefused):
+    """Method not allowed."""
+
+    status = 405
+    reason = "method_not_allowed"
+
+
 class BodyTooLarge(RequestRefused):
     """Request body too large."""
 
@@ -290,11 +300,25 @@ class EncapsulatedBodyTooLarge(OuterRequestError):
     reason = "outer_body_too_large"
 
 
+class HeadersTooLarge(OuterRequestError):
+    """Request header fields too large."""
+
+    status = 431
+    reason = "headers_too_large"
+
+
 class NotReady(OuterRequestError):
     """Gateway not ready: no attested key is loaded."""
 
     status = 503
     reason = "not_ready"
+
+
+class Overloaded(OuterRequestError):
+    """Gateway busy: try again later."""
+
+    status = 503
+    reason = "overloaded"
 
 
 # --- the upstream --------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The server layer: the ASGI gateway, forwarding to the upstream, limits, health, metrics."""

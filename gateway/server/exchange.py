@@ -1,0 +1,100 @@
+"""The per-process services a request uses, the admission of an inner request, and the guard
+that cancels upstream work when the client goes away.
+
+:class:`Gateway` bundles what every handler needs (settings, keys, the upstream client, the
+replay cache, the path policy, limits, metrics). :meth:`Gateway.admit` applies the after-
+decapsulation policy to an inner request head, in a fixed order: method, Expect, path, Date,
+replay. :func:`guarded` runs a request's remaining work while watching the client: once the
+request body is consumed, ASGI ``receive()`` yields only ``http.disconnect``, and if that comes
+first the work (and with it the upstream request) is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from starlette.types import Receive
+
+from gateway.config import Settings
+from gateway.errors import DateOutOfWindow, ReplayDetected
+from gateway.protocol.bhttp import Limits
+from gateway.server.forward import Upstream
+from gateway.server.keysource import KeySource
+from gateway.server.limits import ClientGone, ConcurrencyLimit
+from gateway.server.metrics import GatewayMetrics
+from gateway.server.policy import (
+    Field,
+    PathPolicy,
+    check_expect,
+    check_method,
+    header_value,
+)
+from gateway.server.replay import ReplayCache, check_date
+
+T = TypeVar("T")
+# The plain profile buffers whole responses; transcripts are small, so this bounds memory only.
+MAX_BUFFERED_RESPONSE = 32 * 1024 * 1024
+
+
+@dataclass
+class Gateway:
+    """Everything a request handler needs, created once per worker process."""
+
+    settings: Settings
+    keys: KeySource
+    upstream: Upstream
+    metrics: GatewayMetrics
+    replay: ReplayCache = field(init=False)
+    paths: PathPolicy = field(init=False)
+    limit: ConcurrencyLimit = field(init=False)
+    bhttp_limits: Limits = field(init=False)
+    upstream_ok: bool = False
+
+    def __post_init__(self) -> None:
+        self.replay = ReplayCache(self.settings.replay_window)
+        self.paths = PathPolicy(self.settings.allowed_paths)
+        self.limit = ConcurrencyLimit(self.settings.max_concurrency)
+        self.bhttp_limits = Limits(
+            max_field_section_size=self.settings.max_header_bytes,
+            max_content_length=self.settings.max_body_bytes,
+        )
+
+    def admit(self, method: bytes, path: bytes, headers: tuple[Field, ...], enc: bytes) -> str:
+        """The upstream target for an inner request head, or the refusal."""
+        check_method(method)
+        check_expect(headers)
+        target = self.paths.target(path)
+        try:
+            check_date(header_value(headers, b"date"), self.settings.replay_window)
+            self.replay.check_and_remember(enc)
+        except (ReplayDetected, DateOutOfWindow):
+            self.metrics.replays_refused.inc()
+            raise
+        return target
+
+
+async def _until_disconnect(receive: Receive, body_done: asyncio.Event) -> None:
+    await body_done.wait()
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def guarded(work: Awaitable[T], receive: Receive, body_done: asyncio.Event) -> T:
+    """``work``'s result, or ClientGone once the client disconnected (``work`` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnect(receive, body_done))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if task.cancelled():
+        raise ClientGone
+    return task.result()

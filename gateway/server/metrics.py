@@ -1,0 +1,184 @@
+"""The gateway's Prometheus metrics (docs/metrics.md), behind one small object.
+
+Names, types and labels are the contract in docs/metrics.md. Every label value is a closed set
+chosen by our code (a route name, an error class's ``reason``, a status class), never text from a
+request. With one worker the metrics live in a private registry served by :func:`serve_metrics`;
+with several workers prometheus-client's multiprocess mode is used (the supervisor sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start) and the supervisor serves the aggregate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from time import perf_counter
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from gateway.server.keysource import AttestationState
+
+PHASE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600)
+TRUST_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+def status_class(status: int) -> str:
+    return f"{min(max(status // 100, 1), 5)}xx"
+
+
+class GatewayMetrics:
+    """Every metric of docs/metrics.md, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "ohttp_gateway_requests_total",
+            "Requests served, by route, profile and outcome.",
+            ["route", "profile", "outcome"],
+            registry=r,
+        )
+        self.decapsulation_failures = Counter(
+            "ohttp_gateway_decapsulation_failures_total",
+            "Requests that failed before or during decapsulation, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.upstream_responses = Counter(
+            "ohttp_gateway_upstream_responses_total",
+            "Answers or failures of the Whisper upstream, by status class.",
+            ["status_class"],
+            registry=r,
+        )
+        self.phase_duration = Histogram(
+            "ohttp_gateway_phase_duration_seconds",
+            "Time spent per phase of a request.",
+            ["phase"],
+            buckets=PHASE_BUCKETS,
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "ohttp_gateway_request_duration_seconds",
+            "Whole-request latency, by route.",
+            ["route"],
+            buckets=PHASE_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "ohttp_gateway_requests_in_flight",
+            "Requests being processed.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.received_bytes = Counter(
+            "ohttp_gateway_received_bytes_total",
+            "Encapsulated bytes received, by route.",
+            ["route"],
+            registry=r,
+        )
+        self.sent_bytes = Counter(
+            "ohttp_gateway_sent_bytes_total",
+            "Encapsulated bytes sent, by route.",
+            ["route"],
+            registry=r,
+        )
+        self.replays_refused = Counter(
+            "ohttp_gateway_replays_refused_total",
+            "Requests refused as replays or outside the Date window.",
+            registry=r,
+        )
+        self.active_keys = Gauge(
+            "ohttp_gateway_active_keys",
+            "1 for each key id the gateway can decrypt with.",
+            ["key_id"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.key_age = Gauge(
+            "ohttp_gateway_key_age_seconds",
+            "Seconds since the key was released or loaded.",
+            ["key_id"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.dev_mode = Gauge(
+            "ohttp_gateway_dev_mode",
+            "1 when running in dev mode: NOT confidential.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.ready = Gauge(
+            "ohttp_gateway_ready",
+            "1 when an attested key is loaded and the upstream answers.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.attestation_state = Gauge(
+            "ohttp_gateway_attestation_state",
+            "1 for the current attestation state.",
+            ["state"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.token_expiry = Gauge(
+            "ohttp_gateway_attestation_token_expiry_timestamp_seconds",
+            "Unix time the current MAA token expires.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.trust_duration = Histogram(
+            "ohttp_gateway_trust_request_duration_seconds",
+            "Latency of requests to the trust services.",
+            ["service"],
+            buckets=TRUST_BUCKETS,
+            registry=r,
+        )
+        self.trust_errors = Counter(
+            "ohttp_gateway_trust_errors_total",
+            "Failures of the trust services, by service and reason.",
+            ["service", "reason"],
+            registry=r,
+        )
+        self.key_rotations = Counter(
+            "ohttp_gateway_key_rotations_total",
+            "Key sets picked up after a rotation.",
+            registry=r,
+        )
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time one phase (decapsulate, upstream, encapsulate) of a request."""
+        started = perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_duration.labels(name).observe(perf_counter() - started)
+
+    def observe_keys(self, ages: dict[int, float], dev: bool, state: AttestationState) -> None:
+        """Refresh the key, dev-mode and attestation gauges from the key source."""
+        self.active_keys.clear()
+        self.key_age.clear()
+        for key_id, age in ages.items():
+            self.active_keys.labels(str(key_id)).set(1)
+            self.key_age.labels(str(key_id)).set(age)
+        self.dev_mode.set(1 if dev else 0)
+        for candidate in AttestationState:
+            self.attestation_state.labels(candidate.value).set(1 if candidate is state else 0)
+
+
+def multiprocess_registry() -> CollectorRegistry:
+    """The aggregate of every worker's metrics, for the supervisor."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> object:
+    """Serve ``/metrics`` on its own port in a daemon thread; returns the server (to shut down)."""
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
+
+
+def in_multiprocess_mode() -> bool:
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ

@@ -1,0 +1,320 @@
+"""The three wire profiles of the gateway route (shared/DESIGN.md §3), one coroutine each.
+
+Each handler receives an outer request that already passed the outer checks (route, media
+type, declared length, concurrency) and answers it completely. Errors are answered by phase:
+until a request has been decapsulated they propagate to the caller, which answers in the clear
+(:func:`gateway.server.answers.clear_error`); from then on they are answered encapsulated, here,
+through :func:`gateway.server.answers.inner_error`.
+
+* :func:`plain` — ``message/ohttp-req``: the body is buffered (bounded), decapsulated, forwarded,
+  and the whole upstream response encapsulated as one known-length BHTTP message.
+* :func:`chunked` — ``message/ohttp-chunked-req``: the inner request streams into the upstream as
+  chunks open; the response streams back chunk by chunk (SSE events are never batched).
+* :func:`azure` — ``POST /score``: a plain request, answered in Microsoft's framing: status in the
+  clear, the raw upstream body encrypted chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.types import Receive, Send
+
+from gateway.errors import BhttpError, GatewayError
+from gateway.protocol import bhttp, ohttp
+from gateway.protocol.azure_profile import AzureResponseEncapsulator
+from gateway.protocol.chunked import (
+    MAX_CHUNK,
+    ChunkedRequestDecapsulator,
+    ChunkedResponseEncapsulator,
+)
+from gateway.protocol.keys import KeyRing
+from gateway.server.answers import OHTTP_RESPONSE_HEADERS, inner_error, send_response
+from gateway.server.exchange import MAX_BUFFERED_RESPONSE, Gateway, guarded
+from gateway.server.forward import CapturedBody, UpstreamResponse
+from gateway.server.limits import body_chunks, read_body
+from gateway.server.metrics import status_class
+from gateway.server.policy import header_value
+
+OHTTP_RES = b"message/ohttp-res"
+CHUNKED_RES = b"message/ohttp-chunked-res"
+STREAM_HEADERS = [*OHTTP_RESPONSE_HEADERS, (b"incremental", b"?1")]
+# Room for the BHTTP length prefix inside a chunk of at most MAX_CHUNK plaintext bytes.
+BODY_PIECE = MAX_CHUNK - 16
+
+
+@dataclass
+class Result:
+    """What the caller records about a finished exchange."""
+
+    error: GatewayError | None = None
+    upstream_status: int | None = None
+    received: int = 0
+    sent: int = 0
+
+
+async def _forward(
+    gw: Gateway,
+    method: bytes,
+    target: str,
+    headers: tuple[bhttp.Field, ...],
+    body: bytes | CapturedBody,
+    content_length: int | None = None,
+) -> UpstreamResponse:
+    """Send to the upstream and count the answer (or the failure) by status class."""
+    try:
+        with gw.metrics.phase("upstream"):
+            response = await gw.upstream.send(method, target, headers, body, content_length)
+    except GatewayError as error:
+        kind = {"upstream_timeout": "timeout", "upstream_unavailable": "unreachable"}
+        if error.reason in kind:
+            gw.metrics.upstream_responses.labels(kind[error.reason]).inc()
+        raise
+    gw.metrics.upstream_responses.labels(status_class(response.status)).inc()
+    return response
+
+
+def _decapsulate(
+    gw: Gateway, ring: KeyRing, body: bytes
+) -> tuple[bytes, ohttp.ServerResponseContext]:
+    with gw.metrics.phase("decapsulate"):
+        return ohttp.decapsulate_request(ring, body)
+
+
+async def _plain_exchange(
+    gw: Gateway, request_bytes: bytes, context: ohttp.ServerResponseContext, result: Result
+) -> bhttp.Response:
+    """The inner response to a decapsulated plain request (an error response included)."""
+    try:
+        request = bhttp.decode_request(request_bytes, gw.bhttp_limits)
+        target = gw.admit(request.method, request.path, request.headers, context.enc)
+        upstream = await _forward(gw, request.method, target, request.headers, request.content)
+        result.upstream_status = upstream.status
+        async with upstream:
+            content = await upstream.read(MAX_BUFFERED_RESPONSE)
+        return bhttp.Response(status=upstream.status, headers=upstream.headers, content=content)
+    except GatewayError as error:
+        result.error = error
+        return inner_error(error)
+
+
+async def plain(gw: Gateway, ring: KeyRing, receive: Receive, send: Send, result: Result) -> None:
+    body = await read_body(receive, gw.settings.max_body_bytes)
+    result.received = len(body)
+    request_bytes, context = _decapsulate(gw, ring, body)
+    del body
+    done = asyncio.Event()
+    done.set()
+    response = await guarded(_plain_exchange(gw, request_bytes, context, result), receive, done)
+    with gw.metrics.phase("encapsulate"):
+        encoded = context.encapsulate_response(bhttp.encode_response(response))
+    headers = [(b"content-type", OHTTP_RES), *OHTTP_RESPONSE_HEADERS]
+    await send_response(send, 200, headers, encoded)
+    result.sent = len(encoded)
+
+
+async def azure(gw: Gateway, ring: KeyRing, receive: Receive, send: Send, result: Result) -> None:
+    body = await read_body(receive, gw.settings.max_body_bytes)
+    result.received = len(body)
+    request_bytes, context = _decapsulate(gw, ring, body)
+    del body
+    enc = context.enc
+    framing = AzureResponseEncapsulator(context)
+    done = asyncio.Event()
+    done.set()
+    work = _azure_exchange(gw, request_bytes, enc, framing, send, result)
+    await guarded(work, receive, done)
+
+
+async def _azure_exchange(
+    gw: Gateway,
+    request_bytes: bytes,
+    enc: bytes,
+    framing: AzureResponseEncapsulator,
+    send: Send,
+    result: Result,
+) -> None:
+    try:
+        request = bhttp.decode_request(request_bytes, gw.bhttp_limits)
+        target = gw.admit(request.method, request.path, request.headers, enc)
+        upstream = await _forward(gw, request.method, target, request.headers, request.content)
+    except GatewayError as error:
+        result.error = error
+        answer = inner_error(error)
+        await _start(send, answer.status, framing.start(), result)
+        await _chunk(send, framing.finish(answer.content), result, more=False)
+        return
+    result.upstream_status = upstream.status
+    async with upstream:
+        await _start(send, upstream.status, framing.start(), result)
+        async for data in upstream.chunks():
+            if data:
+                await _chunk(send, framing.encapsulate_chunk(data), result)
+        await _chunk(send, framing.finish(), result, more=False)
+
+
+async def _start(send: Send, status: int, first: bytes, result: Result) -> None:
+    headers = [(b"content-type", CHUNKED_RES), *STREAM_HEADERS]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await _chunk(send, first, result)
+
+
+async def _chunk(send: Send, data: bytes, result: Result, *, more: bool = True) -> None:
+    result.sent += len(data)
+    await send({"type": "http.response.body", "body": data, "more_body": more})
+
+
+class ChunkedInbound:
+    """Opens a chunked request as it arrives and decodes the inner BHTTP incrementally."""
+
+    def __init__(
+        self, gw: Gateway, ring: KeyRing, chunks: AsyncIterator[bytes], result: Result
+    ) -> None:
+        self.decapsulator = ChunkedRequestDecapsulator(ring)
+        self._decoder = bhttp.RequestDecoder(gw.bhttp_limits)
+        self._events: list[bhttp.Event] = []
+        self._chunks = chunks
+        self._ended = False
+        self._result = result
+        self.opened = False
+        self.body_done = asyncio.Event()
+
+    async def _pull(self) -> None:
+        data = await anext(self._chunks, None)
+        if data is None:
+            self._ended = True
+            self.decapsulator.finish()
+            self._events.extend(self._decoder.finish())
+            return
+        self._result.received += len(data)
+        for plaintext in self.decapsulator.feed(data):
+            self.opened = True
+            self._events.extend(self._decoder.feed(plaintext))
+
+    async def head(self) -> bhttp.RequestHead:
+        while not self._events:
+            if self._ended:
+                raise BhttpError("Request ended before its header section")
+            await self._pull()
+        event = self._events.pop(0)
+        if not isinstance(event, bhttp.RequestHead):
+            raise BhttpError("Request does not start with a header section")
+        return event
+
+    async def body(self, declared: int | None) -> AsyncIterator[bytes]:
+        """Content chunks until the end of the stream, which must close the encapsulation."""
+        sent = 0
+        while True:
+            events, self._events = self._events, []
+            for event in events:
+                if isinstance(event, bhttp.BodyChunk) and event.data:
+                    sent += len(event.data)
+                    if declared is not None and sent > declared:
+                        raise BhttpError("Content longer than its Content-Length")
+                    yield event.data
+            if self._ended:
+                break
+            await self._pull()
+        if declared is not None and sent != declared:
+            raise BhttpError("Content shorter than its Content-Length")
+        self.body_done.set()
+
+
+def _declared_length(headers: tuple[bhttp.Field, ...]) -> int | None:
+    value = header_value(headers, b"content-length")
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 20:
+        raise BhttpError("Invalid inner Content-Length")
+    return int(value)
+
+
+async def chunked(gw: Gateway, ring: KeyRing, receive: Receive, send: Send, result: Result) -> None:
+    chunks = body_chunks(receive, gw.settings.max_body_bytes)
+    inbound = ChunkedInbound(gw, ring, chunks, result)
+    head: bhttp.RequestHead | GatewayError
+    try:
+        with gw.metrics.phase("decapsulate"):
+            head = await inbound.head()
+    except GatewayError as error:
+        if not inbound.opened:
+            raise  # nothing decrypted yet: answered in the clear
+        head = error
+    response = _ChunkedResponse(inbound.decapsulator.response_encapsulator(), send, result)
+    try:
+        if isinstance(head, GatewayError):
+            raise head
+        target = gw.admit(head.method, head.path, head.headers, inbound.decapsulator.enc)
+        declared = _declared_length(head.headers)
+        body = CapturedBody(inbound.body(declared))
+        work = _chunked_exchange(gw, head, target, body, declared, response, result)
+        await guarded(work, receive, inbound.body_done)
+    except GatewayError as error:
+        result.error = error
+        if response.started:
+            await response.abort()
+        else:
+            await response.error(error)
+
+
+async def _chunked_exchange(
+    gw: Gateway,
+    head: bhttp.RequestHead,
+    target: str,
+    body: CapturedBody,
+    declared: int | None,
+    response: _ChunkedResponse,
+    result: Result,
+) -> None:
+    upstream = await _forward(gw, head.method, target, head.headers, body, declared)
+    result.upstream_status = upstream.status
+    async with upstream:
+        await response.start(upstream.status, upstream.headers)
+        async for data in upstream.chunks():
+            for offset in range(0, len(data), BODY_PIECE):
+                await response.body(data[offset : offset + BODY_PIECE])
+        await response.finish()
+
+
+class _ChunkedResponse:
+    """An indeterminate-length BHTTP response, streamed as chunked OHTTP."""
+
+    def __init__(
+        self, encapsulator: ChunkedResponseEncapsulator, send: Send, result: Result
+    ) -> None:
+        self._encapsulator = encapsulator
+        self._encoder = bhttp.ResponseEncoder()
+        self._send = send
+        self._result = result
+        self.started = False
+
+    async def _open(self) -> None:
+        self.started = True
+        await _start(self._send, 200, self._encapsulator.start(), self._result)
+
+    async def _sealed(self, plaintext: bytes) -> None:
+        await _chunk(self._send, self._encapsulator.encapsulate_chunk(plaintext), self._result)
+
+    async def start(self, status: int, headers: tuple[bhttp.Field, ...]) -> None:
+        await self._open()
+        await self._sealed(self._encoder.head(status, headers))
+
+    async def body(self, data: bytes) -> None:
+        piece = self._encoder.body(data)
+        if piece:
+            await self._sealed(piece)
+
+    async def finish(self) -> None:
+        final = self._encapsulator.finish(self._encoder.end())
+        await _chunk(self._send, final, self._result, more=False)
+
+    async def error(self, error: GatewayError) -> None:
+        await self._open()
+        encoded = bhttp.encode_response(inner_error(error))
+        await _chunk(self._send, self._encapsulator.finish(encoded), self._result, more=False)
+
+    async def abort(self) -> None:
+        """End the outer response without a final chunk: the client sees a truncated stream."""
+        await _chunk(self._send, b"", self._result, more=False)

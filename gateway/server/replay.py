@@ -1,0 +1,72 @@
+"""Replay protection (RFC 9458 §6.5): a bounded memory of ``enc`` values and a Date window.
+
+:class:`ReplayCache` remembers each request's ``enc`` (a high-entropy per-request value) for
+``window`` seconds and refuses a second sighting with :class:`ReplayDetected`. Memory is bounded:
+when ``max_entries`` unexpired values are held, new requests are refused with :class:`Overloaded`
+rather than forgetting a value early, which would re-open a replay (fail closed).
+:func:`check_date` refuses an inner ``Date`` more than ``window`` seconds from the gateway's clock.
+A request without a Date is accepted: the enc memory still covers it.
+
+The cache is per process. With several workers or replicas a replay reaching another process is
+not detected; the Date window bounds how long such a replay stays possible.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+
+from gateway.errors import DateOutOfWindow, Overloaded, ReplayDetected
+
+DEFAULT_MAX_ENTRIES = 1 << 19
+
+
+class ReplayCache:
+    """Seen ``enc`` values with their expiry, oldest first."""
+
+    def __init__(self, window: float, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.window = window
+        self.max_entries = max_entries
+        self._expiry: collections.OrderedDict[bytes, float] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def check_and_remember(self, enc: bytes, now: float | None = None) -> None:
+        """Remember ``enc``; raise ReplayDetected if it is already remembered."""
+        now = time.monotonic() if now is None else now
+        self._forget_expired(now)
+        if enc in self._expiry:
+            raise ReplayDetected
+        if len(self._expiry) >= self.max_entries:
+            raise Overloaded("Replay memory full")
+        self._expiry[enc] = now + self.window
+
+    def _forget_expired(self, now: float) -> None:
+        # Insertion order is expiry order: the window is constant and the clock monotonic.
+        while self._expiry:
+            enc, expiry = next(iter(self._expiry.items()))
+            if expiry > now:
+                return
+            del self._expiry[enc]
+
+
+def check_date(value: bytes | None, window: float, now: float | None = None) -> None:
+    """Refuse an inner Date header outside ``now ± window``; None (no Date) passes."""
+    if value is None:
+        return
+    now = time.time() if now is None else now
+    try:
+        stamp = parsedate_to_datetime(value.decode("ascii")).timestamp()
+    except (ValueError, TypeError, UnicodeDecodeError, IndexError):
+        raise DateOutOfWindow("Date not parseable") from None
+    if abs(stamp - now) > window:
+        raise DateOutOfWindow
+
+
+def http_date(now: float | None = None) -> str:
+    """The gateway's clock as an IMF-fixdate, sent with a date problem so clients can retry."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return format_datetime(moment, usegmt=True)
