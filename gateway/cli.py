@@ -22,7 +22,10 @@ from gateway import __version__
 from gateway.errors import GatewayError
 
 # subcommand -> (module, one-line help). Add a line here to add a subcommand.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("gateway.server.cli_serve", "run the OHTTP gateway"),
+    "check-config": ("gateway.server.cli_check_config", "validate and print the settings, masked"),
+}
 
 
 def _load(module_name: str) -> ModuleType:

@@ -1,0 +1,127 @@
+"""Running the gateway: one process, or a supervisor with worker processes sharing one socket.
+
+:func:`serve` is what ``ohttp-gateway serve`` calls. With ``--workers 1`` the gateway runs in this
+process. With more, the supervisor binds the listening socket, starts the workers (spawned, each
+with its own event loop, since the crypto holds the GIL), serves the aggregated metrics, and
+forwards SIGTERM to them. In dev mode the supervisor fixes one seed for all workers, so they serve
+the same key configs.
+
+On SIGTERM uvicorn stops accepting, lets every in-flight request finish (up to
+``--drain-timeout``), runs the lifespan shutdown, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import secrets
+import signal
+import socket
+import tempfile
+from types import FrameType
+
+import uvicorn
+
+from gateway.config import Settings
+from gateway.server import logs
+from gateway.server.keysource import KeySource
+from gateway.server.metrics import GatewayMetrics, multiprocess_registry, serve_metrics
+
+_stop_requested = False
+
+
+def _note_stop(signum: int, frame: FrameType | None) -> None:
+    # uvicorn re-raises the signal it drained for once it is done; exit 0 instead of dying by it.
+    global _stop_requested
+    _stop_requested = True
+
+
+def key_source(settings: Settings, seed: bytes | None) -> KeySource:
+    """Dev keys, or an empty source that the trust lifecycle fills (until then: not ready)."""
+    if settings.dev:
+        return KeySource.for_dev(seed)
+    return KeySource(dev=False)
+
+
+def dev_seed(settings: Settings) -> bytes | None:
+    if settings.dev_seed is not None:
+        return settings.dev_seed.reveal().encode()
+    return None
+
+
+def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=int(settings.drain_timeout) or None,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        backlog=2048,
+    )
+
+
+def run_worker(settings: Settings, seed: bytes | None, sock: socket.socket | None) -> None:
+    """One gateway process: build the app and serve until SIGTERM has been drained."""
+    from gateway.server.app import build_app  # the app's imports are paid for only when serving
+
+    logs.configure(settings.log_level)
+    signal.signal(signal.SIGTERM, _note_stop)
+    metrics = GatewayMetrics()
+    metrics_server = None
+    if sock is None and settings.metrics_port:
+        metrics_server = serve_metrics(metrics.registry, settings.host, settings.metrics_port)
+    app = build_app(settings, key_source(settings, seed), metrics)
+    server = uvicorn.Server(uvicorn_config(settings, app))
+    server.run(sockets=[sock] if sock is not None else None)
+    if metrics_server is not None:
+        metrics_server.shutdown()  # type: ignore[attr-defined]
+
+
+def serve(settings: Settings) -> int:
+    if settings.workers == 1:
+        run_worker(settings, dev_seed(settings), None)
+        return 0
+    return _supervise(settings)
+
+
+def _supervise(settings: Settings) -> int:
+    logs.configure(settings.log_level)
+    seed = dev_seed(settings) or (secrets.token_bytes(32) if settings.dev else None)
+    metrics_dir = tempfile.mkdtemp(prefix="ohttp-gateway-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    sock = uvicorn_config(settings, None).bind_socket()
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=run_worker, args=(settings, seed, sock), name=f"worker-{n}")
+        for n in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+    metrics_server = None
+    if settings.metrics_port:
+        registry = multiprocess_registry()
+        metrics_server = serve_metrics(registry, settings.host, settings.metrics_port)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    logs.log_event("supervisor_started", workers=len(workers))
+    for worker in workers:
+        worker.join()
+    sock.close()
+    if metrics_server is not None:
+        metrics_server.shutdown()  # type: ignore[attr-defined]
+    codes = [worker.exitcode for worker in workers]
+    logs.log_event("supervisor_stopped", exit_codes=codes)
+    return 0 if all(code == 0 for code in codes) else 1
