@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from time import perf_counter
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -118,7 +119,7 @@ class GatewayEndpoint:
         metrics.request_duration.labels(self.route).observe(elapsed)
         metrics.received_bytes.labels(self.route).inc(result.received)
         metrics.sent_bytes.labels(self.route).inc(result.sent)
-        fields: dict[str, object] = {
+        fields: dict[str, Any] = {
             "route": self.route,
             "profile": profile,
             "outcome": label,

@@ -17,6 +17,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -31,6 +32,8 @@ SKIPPED_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type
 # Below the idle timeout of common upstream servers (uvicorn: 5 s), so a pooled connection is
 # never reused just as the upstream closes it.
 KEEPALIVE_SECONDS = 4.0
+# aiohttp writes larger bytes bodies in one go (and warns); above this they go as a BytesIO.
+INLINE_BODY_LIMIT = 1 << 20
 
 
 class CapturedBody:
@@ -155,12 +158,15 @@ class Upstream:
         if content_length is not None:
             fields.append(("Content-Length", str(content_length)))
         url = URL(self.base_url + target, encoded=True)
+        data: bytes | io.BytesIO | CapturedBody = body
+        if isinstance(body, bytes) and len(body) > INLINE_BODY_LIMIT:
+            data = io.BytesIO(body)  # written in slices, yielding to the loop between them
         with _mapped_errors(body if isinstance(body, CapturedBody) else None):
             response = await self._session.request(
                 method.decode("ascii"),
                 url,
                 headers=fields,
-                data=body,
+                data=data,
                 allow_redirects=False,
                 compress=None,
             )

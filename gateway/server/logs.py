@@ -38,7 +38,7 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 6),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage() if record.name.startswith("gateway") else record.msg,
+            "msg": record.getMessage(),
             "request_id": request_id.get(),
         }
         for key, value in vars(record).items():
@@ -64,8 +64,10 @@ def configure(level: str = "info") -> None:
 
 
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log a named event with constant fields."""
-    logger.log(level, event, extra={"event": event, **fields})
+    """Log a named event with constant fields (``exc_info=True`` adds the error's type and
+    code locations)."""
+    exc_info = bool(fields.pop("exc_info", False))
+    logger.log(level, event, exc_info=exc_info, extra={"event": event, **fields})
 
 
 def monotonic_ms(started: float) -> float:

@@ -170,7 +170,7 @@ class GatewayMetrics:
 def multiprocess_registry() -> CollectorRegistry:
     """The aggregate of every worker's metrics, for the supervisor."""
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
 
 

@@ -26,7 +26,6 @@ from gateway.errors import BhttpError, GatewayError
 from gateway.protocol import bhttp, ohttp
 from gateway.protocol.azure_profile import AzureResponseEncapsulator
 from gateway.protocol.chunked import (
-    MAX_CHUNK,
     ChunkedRequestDecapsulator,
     ChunkedResponseEncapsulator,
 )
@@ -41,8 +40,6 @@ from gateway.server.policy import header_value
 OHTTP_RES = b"message/ohttp-res"
 CHUNKED_RES = b"message/ohttp-chunked-res"
 STREAM_HEADERS = [*OHTTP_RESPONSE_HEADERS, (b"incremental", b"?1")]
-# Room for the BHTTP length prefix inside a chunk of at most MAX_CHUNK plaintext bytes.
-BODY_PIECE = MAX_CHUNK - 16
 
 
 @dataclass
@@ -185,11 +182,14 @@ class ChunkedInbound:
         data = await anext(self._chunks, None)
         if data is None:
             self._ended = True
-            self.decapsulator.finish()
+            self._open(self.decapsulator.finish())
             self._events.extend(self._decoder.finish())
             return
         self._result.received += len(data)
-        for plaintext in self.decapsulator.feed(data):
+        self._open(self.decapsulator.feed(data))
+
+    def _open(self, plaintexts: list[bytes]) -> None:
+        for plaintext in plaintexts:
             self.opened = True
             self._events.extend(self._decoder.feed(plaintext))
 
@@ -246,7 +246,7 @@ async def chunked(gw: Gateway, ring: KeyRing, receive: Receive, send: Send, resu
     try:
         if isinstance(head, GatewayError):
             raise head
-        target = gw.admit(head.method, head.path, head.headers, inbound.decapsulator.enc)
+        target = gw.admit(head.method, head.path, head.headers, inbound.decapsulator.enc or b"")
         declared = _declared_length(head.headers)
         body = CapturedBody(inbound.body(declared))
         work = _chunked_exchange(gw, head, target, body, declared, response, result)
@@ -273,8 +273,7 @@ async def _chunked_exchange(
     async with upstream:
         await response.start(upstream.status, upstream.headers)
         async for data in upstream.chunks():
-            for offset in range(0, len(data), BODY_PIECE):
-                await response.body(data[offset : offset + BODY_PIECE])
+            await response.body(data)
         await response.finish()
 
 
