@@ -25,6 +25,10 @@ from gateway.errors import GatewayError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("gateway.server.cli_serve", "run the OHTTP gateway"),
     "check-config": ("gateway.server.cli_check_config", "validate and print the settings, masked"),
+    "demo-backend": (
+        "gateway.demo.backend",
+        "run the offline OpenAI-compatible transcription backend (the demo's Whisper stand-in)",
+    ),
 }
 
 

@@ -36,7 +36,9 @@ The tree::
     │   ├── BodyTooLarge                  413     after
     │   ├── ExpectContinueRefused         400     after    RFC 9458 §5.1
     │   ├── ReplayDetected                400     after    RFC 9458 §6.5, problem date
-    │   └── DateOutOfWindow               400     after    RFC 9458 §6.5, problem date
+    │   ├── DateOutOfWindow               400     after    RFC 9458 §6.5, problem date
+    │   └── TranscriptionRequestInvalid   400     after    demo backend: bad form field
+    │       └── AudioInvalid              400     after    demo backend: not a usable WAV
     ├── OuterRequestError                 400     before   the outer request is unusable
     │   ├── UnsupportedMediaType          415     before
     │   ├── EncapsulatedBodyTooLarge      413     before
@@ -45,7 +47,8 @@ The tree::
     │   └── Overloaded                    503     before   concurrency or replay memory full
     ├── UpstreamError                     502     after    the co-located Whisper container
     │   ├── UpstreamUnavailable           502     after
-    │   └── UpstreamTimeout               504     after
+    │   ├── UpstreamTimeout               504     after
+    │   └── RecognizerFailed              502     after    demo backend: recogniser worker died
     ├── TrustError                        503     local    attestation or key release
     │   ├── EvidenceError                                  evidence not obtained or parsed
     │   │   ├── MalformedReport                            SNP ATTESTATION_REPORT unparsable
@@ -275,6 +278,18 @@ class DateOutOfWindow(RequestRefused):
     problem_type = PROBLEM_DATE
 
 
+class TranscriptionRequestInvalid(RequestRefused):
+    """Transcription request invalid."""
+
+    reason = "transcription_request"
+
+
+class AudioInvalid(TranscriptionRequestInvalid):
+    """Audio not usable: only PCM WAV is accepted."""
+
+    reason = "audio"
+
+
 # --- the outer request ---------------------------------------------------------------------
 
 
@@ -343,6 +358,12 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     reason = "upstream_timeout"
+
+
+class RecognizerFailed(UpstreamError):
+    """Speech recogniser failed."""
+
+    reason = "recognizer"
 
 
 # --- trust ---------------------------------------------------------------------------------
