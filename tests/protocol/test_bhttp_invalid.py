@@ -19,14 +19,7 @@ from gateway.protocol.bhttp import (
     encode_response,
 )
 from gateway.protocol.varint import encode_varint
-
-
-def vec(data: bytes) -> bytes:
-    return encode_varint(len(data)) + data
-
-
-def line(name: bytes, value: bytes = b"v") -> bytes:
-    return vec(name) + vec(value)
+from tests.support.bhttp_messages import line, vec
 
 
 def control(

@@ -20,16 +20,7 @@ from gateway.protocol.bhttp import (
     decode_response,
 )
 from gateway.protocol.varint import encode_varint
-from tests.support.bhttp_messages import decode_slices, merge_body
-
-
-def vec(data: bytes) -> bytes:
-    return encode_varint(len(data)) + data
-
-
-def line(name: bytes, value: bytes) -> bytes:
-    return vec(name) + vec(value)
-
+from tests.support.bhttp_messages import decode_slices, line, merge_body, vec
 
 REQUEST = Request(
     b"POST", b"https", b"", b"/x", ((b"a", b"1"), (b"b", b"2")), b"hello", ((b"t", b"x"),)

@@ -22,6 +22,7 @@ from gateway.protocol.bhttp import (
     encode_request,
     encode_response,
 )
+from gateway.protocol.varint import encode_varint
 
 BOTH_FRAMINGS = (Framing.KNOWN_LENGTH, Framing.INDETERMINATE_LENGTH)
 
@@ -41,6 +42,16 @@ SAMPLE_RESPONSE = Response(
     ((b"server-timing", b"asr;dur=12"),),
     (InformationalResponse(103, ((b"link", b"</a>"),)),),
 )
+
+
+def vec(data: bytes) -> bytes:
+    """``data`` with its varint length prefix, as RFC 9292 frames every string."""
+    return encode_varint(len(data)) + data
+
+
+def line(name: bytes, value: bytes = b"v") -> bytes:
+    """One field line, built by hand (around the encoder's checks)."""
+    return vec(name) + vec(value)
 
 
 def slices_of(data: bytes, cuts: Iterable[int]) -> list[bytes]:
