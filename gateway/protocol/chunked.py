@@ -184,8 +184,6 @@ class ChunkedRequestDecapsulator(_ChunkReceiver):
         return opened
 
     def _end(self, rest: memoryview) -> list[bytes]:
-        if self._setup is None and len(rest) >= RequestHeader.SIZE:
-            RequestHeader.decode(rest)  # a header error explains a short stream better
         chunks = super()._end(rest)
         self._done = True
         return chunks
