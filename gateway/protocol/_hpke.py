@@ -89,6 +89,9 @@ class Aead(Protocol):
 
     def encrypt(self, nonce: bytes, data: Bytes, associated_data: bytes | None) -> bytes: ...
     def decrypt(self, nonce: bytes, data: Bytes, associated_data: bytes | None) -> bytes: ...
+    def encrypt_into(
+        self, nonce: bytes, data: Bytes, associated_data: bytes | None, buf: memoryview
+    ) -> int: ...
 
 
 def make_aead(aead_id: AeadId, key: bytes) -> Aead:
@@ -133,11 +136,8 @@ class Suite:
     key_size: int
     nonce_size: int
     n_enc: int
-
-    @property
-    def response_nonce_size(self) -> int:
-        """max(Nn, Nk): the response nonce and exported secret length (RFC 9458 §4.4)."""
-        return max(self.nonce_size, self.key_size)
+    response_nonce_size: int
+    """max(Nn, Nk): the response nonce and exported secret length (RFC 9458 §4.4)."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -152,6 +152,7 @@ def suite(kem_id: KemId, kdf_id: KdfId, aead_id: AeadId) -> Suite:
         key_size=_AEAD_KEY_SIZE[aead_id],
         nonce_size=AEAD_NONCE_SIZE,
         n_enc=KEM_PARAMS[kem_id].n_enc,
+        response_nonce_size=max(AEAD_NONCE_SIZE, _AEAD_KEY_SIZE[aead_id]),
     )
 
 
@@ -228,6 +229,14 @@ class ResponseKeys:
     def seal_next(self, data: Bytes, aad: bytes) -> bytes:
         """Seal the next chunk."""
         return self._aead.encrypt(self._next_nonce(), data, aad)
+
+    def seal_next_after(self, prefix: bytes, data: Bytes, aad: bytes) -> memoryview:
+        """``prefix ‖ Seal(data)`` in one buffer: a large body is encrypted in place, not copied."""
+        buffer = bytearray(len(prefix) + len(data) + AEAD_TAG_LENGTH)
+        buffer[: len(prefix)] = prefix
+        view = memoryview(buffer)
+        self._aead.encrypt_into(self._next_nonce(), data, aad, view[len(prefix) :])
+        return view
 
     def open_next(self, data: Bytes, aad: bytes) -> bytes:
         """Open the next chunk; ResponseDecryptionFailed if it does not authenticate."""

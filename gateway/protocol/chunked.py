@@ -64,8 +64,7 @@ from gateway.protocol.ohttp import (
     RecipientSetup,
     RequestHeader,
     ServerResponseContext,
-    select_key,
-    setup_recipient,
+    parse_prefix,
     setup_sender,
 )
 from gateway.protocol.varint import decode_varint, encode_varint
@@ -166,15 +165,10 @@ class ChunkedRequestDecapsulator(_ChunkReceiver):
         self._response_context: ServerResponseContext | None = None
 
     def _read_prefix(self, view: memoryview) -> int | None:
-        if len(view) < RequestHeader.SIZE:
+        parsed = parse_prefix(self._key_ring, view, REQUEST_LABEL)
+        if parsed is None:
             return None
-        header = RequestHeader.decode(view)
-        end = RequestHeader.SIZE + select_key(self._key_ring, header).n_enc
-        if len(view) < end:
-            return None
-        self._setup = setup_recipient(
-            self._key_ring, header, view[RequestHeader.SIZE : end], REQUEST_LABEL
-        )
+        self._setup, end = parsed
         self._response_context = ServerResponseContext(self._setup)
         return end
 

@@ -175,11 +175,16 @@ def decode_key_configs(data: bytes) -> list[KeyConfig]:
 class GatewayKey:
     """A gateway private key skR with its public config. The private key never prints."""
 
-    __slots__ = ("_private_key", "config")
+    __slots__ = ("_allowed", "_private_key", "config")
 
     def __init__(self, config: KeyConfig, private_key: KEMKeyInterface) -> None:
         self.config = config
         self._private_key = private_key
+        self._allowed = frozenset((s.kdf_id, s.aead_id) for s in config.suites)
+
+    def allows(self, kdf_id: KdfId, aead_id: AeadId) -> bool:
+        """Whether requests may use this (KDF, AEAD) pair with this key."""
+        return (kdf_id, aead_id) in self._allowed
 
     @property
     def key_id(self) -> int:

@@ -24,6 +24,7 @@ memoryviews, not copied.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import cast
@@ -88,13 +89,31 @@ class RequestHeader:
         """The header at the start of ``data``."""
         if len(data) < cls.SIZE:
             raise MalformedRequestHeader("request header truncated")
-        key_id, kem_raw, kdf_raw, aead_raw = _HEADER.unpack_from(data)
-        if aead_raw == EXPORT_ONLY_AEAD:
-            raise SuiteNotAllowed("export-only AEAD cannot encapsulate requests")
-        kem_id, kdf_id, aead_id = kem_id_of(kem_raw), kdf_id_of(kdf_raw), aead_id_of(aead_raw)
-        if kem_id is None or kdf_id is None or aead_id is None:
-            raise MalformedRequestHeader("unknown HPKE algorithm")
-        return cls(key_id, kem_id, kdf_id, aead_id)
+        return _decode_header(bytes(data[: cls.SIZE]))
+
+
+@functools.lru_cache(maxsize=256)
+def _decode_header(raw: bytes) -> RequestHeader:
+    # Cached: a gateway sees the same few headers over and over; errors are never cached.
+    key_id, kem_raw, kdf_raw, aead_raw = _HEADER.unpack(raw)
+    if aead_raw == EXPORT_ONLY_AEAD:
+        raise SuiteNotAllowed("export-only AEAD cannot encapsulate requests")
+    kem_id, kdf_id, aead_id = kem_id_of(kem_raw), kdf_id_of(kdf_raw), aead_id_of(aead_raw)
+    if kem_id is None or kdf_id is None or aead_id is None:
+        raise MalformedRequestHeader("unknown HPKE algorithm")
+    return RequestHeader(key_id, kem_id, kdf_id, aead_id)
+
+
+@functools.lru_cache(maxsize=256)
+def _info(header: RequestHeader, label: bytes) -> bytes:
+    return header.info(label)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(raw: bytes, label: bytes) -> tuple[RequestHeader, Suite, bytes]:
+    """Header, suite and HPKE info for 7 header bytes, keyed by the bytes (cheap to hash)."""
+    header = _decode_header(raw)
+    return header, suite(header.kem_id, header.kdf_id, header.aead_id), _info(header, label)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -110,44 +129,36 @@ class RecipientSetup:
         return f"RecipientSetup(key_id={self.header.key_id})"
 
 
-def select_key(key_ring: KeyRing, header: RequestHeader) -> Suite:
-    """The suite a request header may use with its key, or the refusal RFC 9458 §4.3 asks for."""
+def parse_prefix(key_ring: KeyRing, data: Bytes, label: bytes) -> tuple[RecipientSetup, int] | None:
+    """Read ``hdr ‖ enc`` and run SetupBaseR(enc, skR, info): the recipient setup and the offset
+    after ``enc``, or None while ``data`` is too short. Header and key errors as documented above;
+    DecryptionFailed if ``enc`` is unusable."""
+    if len(data) < RequestHeader.SIZE:
+        return None
+    header, chosen, info = _plan(bytes(data[: RequestHeader.SIZE]), label)
     key = key_ring.get(header.key_id)
-    if header.kem_id != key.kem_id or not key.config.allows(header.kdf_id, header.aead_id):
+    if header.kem_id is not key.kem_id or not key.allows(header.kdf_id, header.aead_id):
         raise SuiteNotAllowed()
-    return suite(header.kem_id, header.kdf_id, header.aead_id)
-
-
-def setup_recipient(
-    key_ring: KeyRing, header: RequestHeader, enc: Bytes, label: bytes
-) -> RecipientSetup:
-    """SetupBaseR(enc, skR, info) for ``header``'s key; DecryptionFailed if ``enc`` is unusable."""
-    chosen = select_key(key_ring, header)
-    private_key = key_ring.get(header.key_id).private_key
-    enc_bytes = bytes(enc)
-    info = header.info(label)
-    context = guarded(
-        DecryptionFailed,
-        lambda: chosen.hpke.create_recipient_context(enc_bytes, private_key, info),
-    )  # pyhpke's ContextInterface types the buffers as bytes; cryptography takes any buffer
-    return RecipientSetup(header, enc_bytes, chosen, cast(HpkeContext, context))
-
-
-def parse_prefix(key_ring: KeyRing, data: Bytes, label: bytes) -> tuple[RecipientSetup, int]:
-    """Read ``hdr ‖ enc`` from ``data``: the recipient setup and the offset after ``enc``."""
-    header = RequestHeader.decode(data)
-    chosen = select_key(key_ring, header)
     end = RequestHeader.SIZE + chosen.n_enc
     if len(data) < end:
-        raise MalformedRequestHeader("encapsulated key truncated")
-    return setup_recipient(key_ring, header, memoryview(data)[RequestHeader.SIZE : end], label), end
+        return None
+    enc = bytes(data[RequestHeader.SIZE : end])
+    context = guarded(
+        DecryptionFailed,
+        lambda: chosen.hpke.create_recipient_context(enc, key.private_key, info),
+    )  # pyhpke's ContextInterface types the buffers as bytes; cryptography takes any buffer
+    return RecipientSetup(header, enc, chosen, cast(HpkeContext, context)), end
 
 
 def decapsulate_request(
     key_ring: KeyRing, encapsulated_request: Bytes
 ) -> tuple[bytes, ServerResponseContext]:
     """The request plaintext and the one-shot context for its response."""
-    setup, offset = parse_prefix(key_ring, encapsulated_request, REQUEST_LABEL)
+    parsed = parse_prefix(key_ring, encapsulated_request, REQUEST_LABEL)
+    if parsed is None:
+        RequestHeader.decode(encapsulated_request)  # the header's own error, if it has one
+        raise MalformedRequestHeader("encapsulated key truncated")
+    setup, offset = parsed
     ciphertext = memoryview(encapsulated_request)[offset:]
     if len(ciphertext) < AEAD_TAG_LENGTH:
         raise DecryptionFailed()
@@ -190,9 +201,11 @@ class ServerResponseContext:
 
     def encapsulate_response(
         self, response: Bytes, *, _response_nonce: bytes | None = None
-    ) -> bytes:
+    ) -> memoryview:
         """``response_nonce ‖ Seal(key, nonce, "", response)``; once per context.
 
+        Returned as a memoryview of a buffer the AEAD wrote in place, so a 25 MiB response is
+        never copied (it compares equal to bytes; ``bytes()`` it if you need an immutable copy).
         ``_response_nonce`` is the test-vector seam: production code never passes it.
         """
         self.claim()
@@ -205,7 +218,7 @@ class ServerResponseContext:
         if len(nonce) != chosen.response_nonce_size:
             raise ConfigError("test response nonce has the wrong length")
         keys = response_keys(chosen, self.exporter(), RESPONSE_LABEL, self._setup.enc, nonce)
-        return nonce + keys.seal_next(response, b"")
+        return keys.seal_next_after(nonce, response, b"")
 
     def __repr__(self) -> str:
         return f"ServerResponseContext(key_id={self.header.key_id}, used={self._used})"
@@ -241,7 +254,7 @@ def setup_sender(
         if ephemeral_private_key is None
         else ephemeral_key_pair(config.kem_id, ephemeral_private_key, KeyConfigError)
     )
-    info = header.info(label)
+    info = _info(header, label)
     enc, context = guarded(
         KeyConfigError,
         lambda: chosen.hpke.create_sender_context(public_key, info, eks=ephemeral),
