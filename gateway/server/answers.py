@@ -86,7 +86,7 @@ def outcome(error: BaseException | None, upstream_status: int | None = None) -> 
 
 
 async def send_response(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes | memoryview
 ) -> None:
     """A complete response with a Content-Length."""
     headers = [*headers, (b"content-length", str(len(body)).encode())]
