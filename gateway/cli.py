@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "gateway.demo.backend",
         "run the offline OpenAI-compatible transcription backend (the demo's Whisper stand-in)",
     ),
+    "attest": ("gateway.trust.cli", "inspect and verify attestation evidence and MAA tokens"),
 }
 
 

@@ -109,7 +109,7 @@ _SHIPPED_ROOTS = {
 }
 
 
-def _load_pem_certificates(data: bytes) -> list[x509.Certificate]:
+def load_pem_certificates(data: bytes) -> list[x509.Certificate]:
     # AMD's VCEKs have serial number 0, which cryptography deprecates but still parses.
     with warnings.catch_warnings():
         warnings.filterwarnings(
@@ -119,6 +119,14 @@ def _load_pem_certificates(data: bytes) -> list[x509.Certificate]:
             return x509.load_pem_x509_certificates(data)
         except ValueError as error:
             raise MalformedCertificates() from error
+
+
+def self_signed(data: bytes) -> list[x509.Certificate]:
+    """The self-signed certificates (candidate ARKs) of a PEM file; none is an error."""
+    roots = [c for c in load_pem_certificates(data) if c.subject == c.issuer]
+    if not roots:
+        raise MalformedCertificates("no self-signed certificate found")
+    return roots
 
 
 @dataclass(frozen=True)
@@ -137,15 +145,18 @@ class AmdCertChain:
 
 
 def _common_name(cert: x509.Certificate, *, issuer: bool = False) -> str:
-    name = cert.issuer if issuer else cert.subject
-    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    try:  # cryptography parses names lazily
+        name = cert.issuer if issuer else cert.subject
+        attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError as error:
+        raise MalformedCertificates() from error
     value = attrs[0].value if attrs else ""
     return value if isinstance(value, str) else ""
 
 
 def parse_pem_chain(data: bytes) -> AmdCertChain:
     """Sort a PEM bundle into VCEK / ASK / ARK by role (subject CN), not by order."""
-    certs = _load_pem_certificates(data)
+    certs = load_pem_certificates(data)
     vcek = ask = ark = None
     for cert in certs:
         cn = _common_name(cert)
@@ -240,7 +251,7 @@ def pinned_root(product: Product) -> x509.Certificate:
         raise MissingAmdRoot(_missing_root_message(product))
     filename, sha256 = entry
     pem = resources.files("gateway.trust").joinpath("roots", filename).read_bytes()
-    (root,) = _load_pem_certificates(pem)
+    (root,) = load_pem_certificates(pem)
     digest = hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).hexdigest()
     if not hmac.compare_digest(digest, sha256):
         raise UntrustedRoot("shipped AMD root does not match its pinned hash")
@@ -312,13 +323,17 @@ def _trusted_ark(
 def _verify_pss(
     issuer: x509.Certificate, cert: x509.Certificate, error: type[CertificateChainError]
 ) -> None:
-    key = issuer.public_key()
-    if (
-        cert.issuer != issuer.subject
-        or cert.signature_algorithm_oid != SignatureAlgorithmOID.RSASSA_PSS
-        or not isinstance(cert.signature_hash_algorithm, hashes.SHA384)
-        or not isinstance(key, rsa.RSAPublicKey)
-    ):
+    try:  # cryptography parses names, keys and algorithms lazily
+        key = issuer.public_key()
+        refused = (
+            cert.issuer != issuer.subject
+            or cert.signature_algorithm_oid != SignatureAlgorithmOID.RSASSA_PSS
+            or not isinstance(cert.signature_hash_algorithm, hashes.SHA384)
+            or not isinstance(key, rsa.RSAPublicKey)
+        )
+    except (ValueError, x509.UnsupportedGeneralNameType) as failure:
+        raise error() from failure
+    if refused or not isinstance(key, rsa.RSAPublicKey):
         raise error()
     try:
         key.verify(cert.signature, cert.tbs_certificate_bytes, PSS_SHA384, hashes.SHA384())
@@ -328,9 +343,13 @@ def _verify_pss(
 
 def vcek_extensions(vcek: x509.Certificate) -> VcekExtensions:
     """Read the AMD TCB and hwID extensions of a VCEK."""
+    try:  # cryptography parses extensions lazily
+        extensions = list(vcek.extensions)
+    except ValueError as error:
+        raise VcekExtensionsInvalid() from error
     raw = {
         ext.oid.dotted_string: ext.value.value
-        for ext in vcek.extensions
+        for ext in extensions
         if isinstance(ext.value, x509.UnrecognizedExtension)
         and ext.oid.dotted_string.startswith(AMD_OID)
     }
@@ -388,7 +407,10 @@ def _unwrap_octets(value: bytes) -> bytes:
 
 def verify_report_signature(report: SnpReport, vcek: x509.Certificate) -> None:
     """ECDSA P-384/SHA-384 over bytes 0..0x29F, R and S little-endian 72-byte fields."""
-    key = vcek.public_key()
+    try:
+        key = vcek.public_key()
+    except ValueError as error:
+        raise VcekExtensionsInvalid("VCEK key is not ECDSA P-384") from error
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise VcekExtensionsInvalid("VCEK key is not ECDSA P-384")
     if report.signature_algo != SIGNATURE_ALGO_ECDSA_P384_SHA384:
@@ -445,10 +467,12 @@ __all__: Sequence[str] = (
     "VerifiedChain",
     "chain_summary",
     "check_report_matches_vcek",
+    "load_pem_certificates",
     "parse_cert_bundle",
     "parse_pem_chain",
     "parse_thim_bundle",
     "pinned_root",
+    "self_signed",
     "vcek_extensions",
     "verify_chain",
     "verify_report",
