@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import enum
 
-from gateway.errors import AzureFramingError, ConfigError, ProtocolError, ResponseDecryptionFailed
+from gateway.errors import AzureFramingError, ProtocolError, ResponseDecryptionFailed
 from gateway.protocol._hpke import (
     AEAD_TAG_LENGTH,
     ResponseKeys,
-    random_nonce,
-    response_keys,
 )
 from gateway.protocol._stream import (
     DEFAULT_MAX_CHUNK_SIZE,
@@ -57,12 +55,7 @@ class AzureResponseEncapsulator(StreamSender):
     def __init__(
         self, context: ServerResponseContext, *, _response_nonce: bytes | None = None
     ) -> None:
-        context.claim()
-        chosen = context.suite
-        nonce = _response_nonce or random_nonce(chosen.response_nonce_size)
-        if len(nonce) != chosen.response_nonce_size:
-            raise ConfigError("test response nonce has the wrong length")
-        self._keys = response_keys(chosen, context.exporter(), RESPONSE_LABEL, context.enc, nonce)
+        nonce, self._keys = context.start_response(RESPONSE_LABEL, _response_nonce)
         super().__init__(nonce, AZURE_CHUNK)
 
     def _seal(self, data: memoryview, aad: bytes) -> bytes:
@@ -106,11 +99,7 @@ class AzureResponseDecapsulator(StreamReceiver):
             size = self._context.suite.response_nonce_size
             if len(view) < size:
                 return 0
-            context = self._context
-            nonce = bytes(view[:size])
-            self._keys = response_keys(
-                context.suite, context.exporter(), RESPONSE_LABEL, context.enc, nonce
-            )
+            self._keys = self._context.derive_response_keys(RESPONSE_LABEL, bytes(view[:size]))
             pos, self._phase = size, _Phase.CHUNKS
         while self._phase is _Phase.CHUNKS and pos < len(view):
             final = view[pos] == 0

@@ -35,7 +35,6 @@ import enum
 
 from gateway.errors import (
     ChunkedStreamError,
-    ConfigError,
     ContextReused,
     DecryptionFailed,
     GatewayError,
@@ -48,8 +47,6 @@ from gateway.protocol._hpke import (
     AEAD_TAG_LENGTH,
     ResponseKeys,
     guarded,
-    random_nonce,
-    response_keys,
 )
 from gateway.protocol._stream import (
     DEFAULT_MAX_CHUNK_SIZE,
@@ -61,7 +58,7 @@ from gateway.protocol._stream import (
 from gateway.protocol.keys import KeyConfig, KeyRing, SymmetricSuite
 from gateway.protocol.ohttp import (
     ClientResponseContext,
-    RecipientSetup,
+    HpkeSetup,
     RequestHeader,
     ServerResponseContext,
     parse_prefix,
@@ -160,7 +157,7 @@ class ChunkedRequestDecapsulator(_ChunkReceiver):
     def __init__(self, key_ring: KeyRing, *, max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE) -> None:
         super().__init__(max_chunk_size)
         self._key_ring = key_ring
-        self._setup: RecipientSetup | None = None
+        self._setup: HpkeSetup | None = None
         self._done = False
         self._response_context: ServerResponseContext | None = None
 
@@ -183,7 +180,7 @@ class ChunkedRequestDecapsulator(_ChunkReceiver):
         return chunks
 
     @property
-    def _recipient(self) -> RecipientSetup:
+    def _recipient(self) -> HpkeSetup:
         if self._setup is None:  # pragma: no cover - chunks are only read after the prefix
             raise MalformedRequestHeader()
         return self._setup
@@ -221,12 +218,7 @@ class ChunkedResponseEncapsulator(StreamSender):
     def __init__(
         self, context: ServerResponseContext, *, _response_nonce: bytes | None = None
     ) -> None:
-        context.claim()
-        chosen = context.suite
-        nonce = _response_nonce or random_nonce(chosen.response_nonce_size)
-        if len(nonce) != chosen.response_nonce_size:
-            raise ConfigError("test response nonce has the wrong length")
-        self._keys = response_keys(chosen, context.exporter(), RESPONSE_LABEL, context.enc, nonce)
+        nonce, self._keys = context.start_response(RESPONSE_LABEL, _response_nonce)
         super().__init__(nonce, MAX_CHUNK)
 
     def _seal(self, data: memoryview, aad: bytes) -> bytes:
@@ -294,10 +286,7 @@ class ChunkedResponseDecapsulator(_ChunkReceiver):
         size = self._context.suite.response_nonce_size
         if len(view) < size:
             return None
-        nonce = bytes(view[:size])
-        self._keys = response_keys(
-            self._context.suite, self._context.exporter(), RESPONSE_LABEL, self._context.enc, nonce
-        )
+        self._keys = self._context.derive_response_keys(RESPONSE_LABEL, bytes(view[:size]))
         return size
 
     def _open(self, ciphertext: memoryview, aad: bytes) -> bytes:

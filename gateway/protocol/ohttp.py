@@ -47,6 +47,7 @@ from gateway.protocol._hpke import (
     HpkeContext,
     KdfId,
     KemId,
+    ResponseKeys,
     Suite,
     aead_id_of,
     deserialize_public_key,
@@ -117,8 +118,8 @@ def _plan(raw: bytes, label: bytes) -> tuple[RequestHeader, Suite, bytes]:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class RecipientSetup:
-    """The gateway's HPKE state after reading ``hdr ‖ enc``, shared with the chunked format."""
+class HpkeSetup:
+    """One side's HPKE state for a request: its header, ``enc`` and the HPKE context."""
 
     header: RequestHeader
     enc: bytes
@@ -126,10 +127,10 @@ class RecipientSetup:
     context: HpkeContext
 
     def __repr__(self) -> str:
-        return f"RecipientSetup(key_id={self.header.key_id})"
+        return f"HpkeSetup(key_id={self.header.key_id})"
 
 
-def parse_prefix(key_ring: KeyRing, data: Bytes, label: bytes) -> tuple[RecipientSetup, int] | None:
+def parse_prefix(key_ring: KeyRing, data: Bytes, label: bytes) -> tuple[HpkeSetup, int] | None:
     """Read ``hdr ‖ enc`` and run SetupBaseR(enc, skR, info): the recipient setup and the offset
     after ``enc``, or None while ``data`` is too short. Header and key errors as documented above;
     DecryptionFailed if ``enc`` is unusable."""
@@ -147,7 +148,7 @@ def parse_prefix(key_ring: KeyRing, data: Bytes, label: bytes) -> tuple[Recipien
         DecryptionFailed,
         lambda: chosen.hpke.create_recipient_context(enc, key.private_key, info),
     )  # pyhpke's ContextInterface types the buffers as bytes; cryptography takes any buffer
-    return RecipientSetup(header, enc, chosen, cast(HpkeContext, context)), end
+    return HpkeSetup(header, enc, chosen, cast(HpkeContext, context)), end
 
 
 def decapsulate_request(
@@ -167,12 +168,12 @@ def decapsulate_request(
     return request, ServerResponseContext(setup)
 
 
-class ServerResponseContext:
-    """What the gateway needs to encapsulate the one response to a request."""
+class _ResponseContext:
+    """The one-shot state both sides keep for the response to one request."""
 
     __slots__ = ("_setup", "_used")
 
-    def __init__(self, setup: RecipientSetup) -> None:
+    def __init__(self, setup: HpkeSetup) -> None:
         self._setup = setup
         self._used = False
 
@@ -199,6 +200,32 @@ class ServerResponseContext:
             raise ContextReused()
         self._used = True
 
+    def derive_response_keys(self, label: bytes, response_nonce: bytes) -> ResponseKeys:
+        """The response keys of RFC 9458 §4.4 for ``label`` (callers claim the context first)."""
+        return response_keys(
+            self._setup.suite, self._setup.context, label, self.enc, response_nonce
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(key_id={self.header.key_id}, used={self._used})"
+
+
+class ServerResponseContext(_ResponseContext):
+    """What the gateway needs to encapsulate the one response to a request."""
+
+    __slots__ = ()
+
+    def start_response(
+        self, label: bytes, _response_nonce: bytes | None = None
+    ) -> tuple[bytes, ResponseKeys]:
+        """A fresh response nonce and the keys it derives; consumes the context."""
+        size = self._setup.suite.response_nonce_size
+        nonce = random_nonce(size) if _response_nonce is None else _response_nonce
+        if len(nonce) != size:
+            raise ConfigError("test response nonce has the wrong length")
+        self.claim()
+        return nonce, self.derive_response_keys(label, nonce)
+
     def encapsulate_response(
         self, response: Bytes, *, _response_nonce: bytes | None = None
     ) -> memoryview:
@@ -208,33 +235,8 @@ class ServerResponseContext:
         never copied (it compares equal to bytes; ``bytes()`` it if you need an immutable copy).
         ``_response_nonce`` is the test-vector seam: production code never passes it.
         """
-        self.claim()
-        chosen = self._setup.suite
-        nonce = (
-            _response_nonce
-            if _response_nonce is not None
-            else random_nonce(chosen.response_nonce_size)
-        )
-        if len(nonce) != chosen.response_nonce_size:
-            raise ConfigError("test response nonce has the wrong length")
-        keys = response_keys(chosen, self.exporter(), RESPONSE_LABEL, self._setup.enc, nonce)
+        nonce, keys = self.start_response(RESPONSE_LABEL, _response_nonce)
         return keys.seal_next_after(nonce, response, b"")
-
-    def __repr__(self) -> str:
-        return f"ServerResponseContext(key_id={self.header.key_id}, used={self._used})"
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class SenderSetup:
-    """The client's HPKE state: the header, ``enc`` and the sender context."""
-
-    header: RequestHeader
-    enc: bytes
-    suite: Suite
-    context: HpkeContext
-
-    def __repr__(self) -> str:
-        return f"SenderSetup(key_id={self.header.key_id})"
 
 
 def setup_sender(
@@ -242,7 +244,7 @@ def setup_sender(
     symmetric: SymmetricSuite,
     label: bytes,
     ephemeral_private_key: bytes | None = None,
-) -> SenderSetup:
+) -> HpkeSetup:
     """SetupBaseS(pkR, info) for ``config`` with one of its listed suites."""
     if not config.allows(symmetric.kdf_id, symmetric.aead_id):
         raise KeyConfigError("suite not listed in the key config")
@@ -259,7 +261,7 @@ def setup_sender(
         KeyConfigError,
         lambda: chosen.hpke.create_sender_context(public_key, info, eks=ephemeral),
     )
-    return SenderSetup(header, enc, chosen, cast(HpkeContext, context))
+    return HpkeSetup(header, enc, chosen, cast(HpkeContext, context))
 
 
 def encapsulate_request(
@@ -279,44 +281,17 @@ def encapsulate_request(
     return setup.header.encode() + setup.enc + ciphertext, ClientResponseContext(setup)
 
 
-class ClientResponseContext:
+class ClientResponseContext(_ResponseContext):
     """What the client needs to decapsulate the one response to its request."""
 
-    __slots__ = ("_setup", "_used")
-
-    def __init__(self, setup: SenderSetup) -> None:
-        self._setup = setup
-        self._used = False
-
-    @property
-    def enc(self) -> bytes:
-        return self._setup.enc
-
-    @property
-    def suite(self) -> Suite:
-        return self._setup.suite
-
-    def exporter(self) -> Exporter:
-        return self._setup.context
-
-    def claim(self) -> None:
-        """Mark the context used: ContextReused if it already was."""
-        if self._used:
-            raise ContextReused()
-        self._used = True
+    __slots__ = ()
 
     def decapsulate_response(self, encapsulated_response: Bytes) -> bytes:
         """The response plaintext; ResponseDecryptionFailed if it does not open. Once."""
         self.claim()
-        chosen = self._setup.suite
-        size = chosen.response_nonce_size
-        if len(encapsulated_response) < size + AEAD_TAG_LENGTH:
-            raise ResponseDecryptionFailed()
+        size = self._setup.suite.response_nonce_size
         view = memoryview(encapsulated_response)
-        keys = response_keys(
-            chosen, self.exporter(), RESPONSE_LABEL, self._setup.enc, bytes(view[:size])
-        )
+        if len(view) < size + AEAD_TAG_LENGTH:
+            raise ResponseDecryptionFailed()
+        keys = self.derive_response_keys(RESPONSE_LABEL, bytes(view[:size]))
         return keys.open_next(view[size:], b"")
-
-    def __repr__(self) -> str:
-        return f"ClientResponseContext(key_id={self._setup.header.key_id}, used={self._used})"

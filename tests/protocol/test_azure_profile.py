@@ -20,7 +20,7 @@ from gateway.protocol.azure_profile import (
     AzureResponseDecapsulator,
     AzureResponseEncapsulator,
 )
-from gateway.protocol.keys import AeadId, GatewayKey, KdfId, KemId, KeyRing, SymmetricSuite
+from gateway.protocol.keys import AeadId, KdfId, KemId, KeyRing, SymmetricSuite
 from gateway.protocol.ohttp import (
     ClientResponseContext,
     ServerResponseContext,
@@ -28,27 +28,25 @@ from gateway.protocol.ohttp import (
     encapsulate_request,
 )
 from gateway.protocol.varint import encode_leb128
+from tests.support.ohttp_keys import (
+    ALL_SUITES,
+    RFC_SUITES,
+    derived_keys,
+    hex_reader,
+    ring_of,
+    vector_key,
+)
 from tests.support.vectors import load_vectors
 
 RFC = load_vectors()["rfc9458_appendix_a"]
-RFC_SUITES = (
-    SymmetricSuite(KdfId.HKDF_SHA256, AeadId.AES_128_GCM),
-    SymmetricSuite(KdfId.HKDF_SHA256, AeadId.CHACHA20_POLY1305),
-)
-ALL_SUITES = tuple(SymmetricSuite(kdf, aead) for kdf in KdfId for aead in AeadId)
 AZURE_SUITE = SymmetricSuite(KdfId.HKDF_SHA384, AeadId.AES_256_GCM)
-KEYS = {
-    kem: GatewayKey.derive(30 + i, kem, bytes(range(32)), ALL_SUITES) for i, kem in enumerate(KemId)
-}
-RING = KeyRing(KEYS.values())
-
-
-def h(name: str) -> bytes:
-    return bytes.fromhex(RFC[name])
+KEYS = derived_keys(30)
+RING = ring_of(KEYS)
+h = hex_reader(RFC)
 
 
 def rfc_contexts() -> tuple[ServerResponseContext, ClientResponseContext]:
-    key = GatewayKey.from_private_bytes(1, KemId.X25519_SHA256, h("skR"), RFC_SUITES)
+    key = vector_key(RFC)
     _, server = decapsulate_request(KeyRing([key]), h("encapsulated_request"))
     _, client = encapsulate_request(key.config, RFC_SUITES[0], b"", _ephemeral_private_key=h("skE"))
     return server, client

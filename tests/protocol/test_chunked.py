@@ -28,28 +28,21 @@ from gateway.protocol.chunked import (
     ChunkedRequestEncapsulator,
     ChunkedResponseDecapsulator,
 )
-from gateway.protocol.keys import AeadId, GatewayKey, KdfId, KemId, KeyRing, SymmetricSuite
+from gateway.protocol.keys import GatewayKey, KemId, KeyRing, SymmetricSuite
 from gateway.protocol.varint import encode_varint
+from tests.support.ohttp_keys import ALL_SUITES, RFC_SUITES, derived_keys, hex_reader, ring_of
+from tests.support.ohttp_keys import vector_key as chunked_vector_key
 from tests.support.vectors import load_vectors
 
 V = load_vectors()["chunked_ohttp_08_appendix_a"]
-SUITES = (
-    SymmetricSuite(KdfId.HKDF_SHA256, AeadId.AES_128_GCM),
-    SymmetricSuite(KdfId.HKDF_SHA256, AeadId.CHACHA20_POLY1305),
-)
-ALL_SUITES = tuple(SymmetricSuite(kdf, aead) for kdf in KdfId for aead in AeadId)
-KEYS = {
-    kem: GatewayKey.derive(20 + i, kem, bytes(range(32)), ALL_SUITES) for i, kem in enumerate(KemId)
-}
-RING = KeyRing(KEYS.values())
-
-
-def h(name: str) -> bytes:
-    return bytes.fromhex(V[name])
+SUITES = RFC_SUITES
+KEYS = derived_keys(20)
+RING = ring_of(KEYS)
+h = hex_reader(V)
 
 
 def vector_key() -> GatewayKey:
-    return GatewayKey.from_private_bytes(1, KemId.X25519_SHA256, h("skR"), SUITES)
+    return chunked_vector_key(V)
 
 
 def vector_client() -> ChunkedRequestEncapsulator:

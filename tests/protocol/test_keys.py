@@ -22,15 +22,11 @@ from gateway.protocol.keys import (
     decode_key_configs,
     encode_key_configs,
 )
+from tests.support.ohttp_keys import ALL_SUITES, RFC_SUITES
 from tests.support.vectors import load_vectors
 
 RFC = load_vectors()["rfc9458_appendix_a"]
 DKP = load_vectors()["derive_key_pair_martinthomson"]
-RFC_SUITES = (
-    SymmetricSuite(KdfId.HKDF_SHA256, AeadId.AES_128_GCM),
-    SymmetricSuite(KdfId.HKDF_SHA256, AeadId.CHACHA20_POLY1305),
-)
-ALL_SUITES = tuple(SymmetricSuite(kdf, aead) for kdf in KdfId for aead in AeadId)
 # Deterministic keys, one per KEM, for the property tests.
 KEYS = {kem: GatewayKey.derive(7, kem, bytes(range(64)), ALL_SUITES) for kem in KemId}
 

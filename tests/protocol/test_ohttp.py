@@ -20,7 +20,7 @@ from gateway.errors import (
     UnknownKeyId,
 )
 from gateway.protocol._hpke import response_key_material, suite
-from gateway.protocol.keys import AeadId, GatewayKey, KdfId, KemId, KeyRing, SymmetricSuite
+from gateway.protocol.keys import AeadId, KdfId, KemId, KeyRing, SymmetricSuite
 from gateway.protocol.ohttp import (
     REQUEST_LABEL,
     RESPONSE_LABEL,
@@ -28,26 +28,24 @@ from gateway.protocol.ohttp import (
     decapsulate_request,
     encapsulate_request,
 )
+from tests.support.ohttp_keys import (
+    ALL_SUITES,
+    RFC_SUITES,
+    derived_keys,
+    hex_reader,
+    ring_of,
+    vector_key,
+)
 from tests.support.vectors import load_vectors
 
 RFC = load_vectors()["rfc9458_appendix_a"]
-RFC_SUITES = (
-    SymmetricSuite(KdfId.HKDF_SHA256, AeadId.AES_128_GCM),
-    SymmetricSuite(KdfId.HKDF_SHA256, AeadId.CHACHA20_POLY1305),
-)
-ALL_SUITES = tuple(SymmetricSuite(kdf, aead) for kdf in KdfId for aead in AeadId)
-KEYS = {
-    kem: GatewayKey.derive(10 + i, kem, bytes(range(32)), ALL_SUITES) for i, kem in enumerate(KemId)
-}
-RING = KeyRing(KEYS.values())
-
-
-def h(name: str) -> bytes:
-    return bytes.fromhex(RFC[name])
+KEYS = derived_keys(10)
+RING = ring_of(KEYS)
+h = hex_reader(RFC)
 
 
 def rfc_ring() -> KeyRing:
-    return KeyRing([GatewayKey.from_private_bytes(1, KemId.X25519_SHA256, h("skR"), RFC_SUITES)])
+    return KeyRing([vector_key(RFC)])
 
 
 # --- RFC 9458 Appendix A, byte for byte ------------------------------------------------------

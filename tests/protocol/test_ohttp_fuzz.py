@@ -23,9 +23,7 @@ from gateway.protocol.chunked import (
 )
 from gateway.protocol.keys import (
     AeadId,
-    GatewayKey,
     KdfId,
-    KemId,
     KeyConfig,
     KeyRing,
     SymmetricSuite,
@@ -40,13 +38,14 @@ from gateway.protocol.ohttp import (
     setup_sender,
 )
 from tests.support.fuzzing import assert_parses_or_raises_ours, cases
+from tests.support.ohttp_keys import derived_keys
 
 SUITES = (
     SymmetricSuite(KdfId.HKDF_SHA256, AeadId.AES_128_GCM),
     SymmetricSuite(KdfId.HKDF_SHA384, AeadId.AES_256_GCM),
     SymmetricSuite(KdfId.HKDF_SHA512, AeadId.CHACHA20_POLY1305),
 )
-KEYS = [GatewayKey.derive(40 + i, kem, bytes(range(32)), SUITES) for i, kem in enumerate(KemId)]
+KEYS = list(derived_keys(40, SUITES).values())
 RING = KeyRing(KEYS)
 X25519 = KEYS[2].config
 SKE = bytes(range(100, 132))
