@@ -83,6 +83,7 @@ The tree::
     │   │       ├── TokenIssuerMismatch / TokenClaimsInvalid
     │   │       └── SigningKeysInvalid                     the /certs JWKS is unusable
     │   ├── AttestationServiceError                        MAA unreachable or refused
+    │   │   └── AttestationRefused                         MAA answered 4xx (carries its code)
     │   └── KeyReleaseError                                KMS unreachable or refused
     └── ConfigError                       500     local    a setting is missing or invalid
 """
@@ -647,6 +648,19 @@ class AttestationServiceError(TrustError):
     """Attestation service failed."""
 
     reason = "attestation_service"
+
+
+class AttestationRefused(AttestationServiceError):
+    """Attestation service refused the request."""
+
+    reason = "attestation_refused"
+
+    def __init__(self, message: str | None = None, *, code: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        # The service's CloudError code and inner code: constant labels, checked by the caller to
+        # be identifier-like, so they are safe to log and to branch on in tests.
+        self.code = code
+        self.detail = detail
 
 
 class KeyReleaseError(TrustError):

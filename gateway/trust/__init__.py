@@ -15,5 +15,9 @@ Pure verification (no I/O; callers pass ``now`` and fetched documents in):
   in order, returning ``VerifiedEvidence``.
 * :mod:`gateway.trust.token`: ``verify_token(token, jwks=, issuer=, now=) -> AttestationToken``.
 
+I/O adapters: :mod:`gateway.trust.maa` (the MAA client; wire shapes in
+:mod:`gateway.trust.maa_wire`), :mod:`gateway.trust.thim` (the VCEK chain from IMDS) and
+:mod:`gateway.trust.rest` (JSON over verified TLS with bounded, jittered retries).
+
 Evidence providers live in :mod:`gateway.trust.evidence` (the ``EvidenceProvider`` protocol).
 """
