@@ -71,6 +71,7 @@ The tree::
     │   │   ├── TcbMismatch                                REPORTED_TCB != VCEK TCB
     │   │   ├── BindingError                               evidence does not bind our data
     │   │   │   ├── RuntimeDataMismatch                    hash(runtime data) != REPORT_DATA
+    │   │   │   ├── InitTimeDataMismatch                   hash(init-time data) != HOST_DATA
     │   │   │   └── ReportDataMismatch                     REPORT_DATA/user-data not expected
     │   │   ├── PolicyViolation                            report refused by policy
     │   │   │   ├── DebugNotAllowed / MigrationAgentNotAllowed / SmtNotAllowed
@@ -507,6 +508,12 @@ class RuntimeDataMismatch(BindingError):
     """Runtime data hash does not match REPORT_DATA."""
 
     reason = "runtime_data_mismatch"
+
+
+class InitTimeDataMismatch(BindingError):
+    """Init-time data hash does not match HOST_DATA."""
+
+    reason = "init_time_data_mismatch"
 
 
 class ReportDataMismatch(BindingError):

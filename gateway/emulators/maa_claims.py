@@ -17,6 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gateway.trust.jwk import rsa_public_jwk
 from gateway.trust.snp import SnpReport
 
 ATTESTATION_TYPE_SNP = "sevsnpvm"
@@ -73,17 +74,6 @@ def sev_snp_vm_claims(
     return claims
 
 
-def rsa_jwk(key: rsa.RSAPublicKey, kid: str) -> dict[str, Any]:
-    numbers = key.public_numbers()
-    return {
-        "kid": kid,
-        "kty": "RSA",
-        "key_ops": ["encrypt"],
-        "e": _b64url_uint(numbers.e),
-        "n": _b64url_uint(numbers.n),
-    }
-
-
 def azure_guest_claims(
     report: SnpReport,
     hcl_runtime_data: bytes,
@@ -119,7 +109,7 @@ def azure_guest_claims(
         "x-ms-policy-hash": policy_hash(),
         "x-ms-runtime": {
             "client-payload": json.loads(client_payload) if client_payload else {},
-            "keys": [rsa_jwk(ephemeral_key, EPHEMERAL_KEY_ID)],
+            "keys": [rsa_public_jwk(ephemeral_key, kid=EPHEMERAL_KEY_ID)],
         },
         "x-ms-ver": CLAIMS_VERSION,
     }
@@ -127,8 +117,3 @@ def azure_guest_claims(
 
 def _int_or_zero(text: str) -> int:
     return int(text) if text.isdigit() else 0
-
-
-def _b64url_uint(value: int) -> str:
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

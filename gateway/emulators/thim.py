@@ -1,6 +1,6 @@
 """The IMDS double: THIM's VCEK chain endpoint, over plain HTTP on loopback like the real IMDS.
 
-Accepts the VCEK PEM, the ASK+ARK PEM chain and the reported TCB to publish. Guarantees the real
+Accepts the THIM JSON document to publish (e.g. ``SimulatedAmd.thim_bundle()``). Guarantees the real
 endpoint's behaviour as far as clients can see it: ``GET /metadata/THIM/amd/certification``
 answers ``{"vcekCert","tcbm","certificateChain","cacheControl"}`` only when the request carries
 ``Metadata: true``; without it, 400 with IMDS's error JSON; requests that came through a proxy
@@ -11,27 +11,19 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 THIM_PATH = "/metadata/THIM/amd/certification"
-CACHE_SECONDS = "86400"
 
 
-def thim_app(vcek_pem: bytes, chain_pem: bytes, tcbm: int) -> Starlette:
-    document = {
-        "vcekCert": vcek_pem.decode(),
-        "tcbm": f"{tcbm:016X}",
-        "certificateChain": chain_pem.decode(),
-        "cacheControl": CACHE_SECONDS,
-    }
-
-    async def certification(request: Request) -> JSONResponse:
+def thim_app(document: bytes) -> Starlette:
+    async def certification(request: Request) -> Response:
         if request.headers.get("Metadata", "").lower() != "true":
             return _imds_error("Bad request. Required metadata header not specified")
         if "X-Forwarded-For" in request.headers:
             return _imds_error("Bad request. Proxied requests are not allowed")
-        return JSONResponse(document)
+        return Response(document, media_type="application/json")
 
     return Starlette(routes=[Route(THIM_PATH, certification, methods=["GET"])])
 

@@ -86,7 +86,7 @@ def test_fuzz_parse_thim_response() -> None:
 
 
 def test_fetches_from_the_imds_double_with_the_metadata_header() -> None:
-    with serve(lambda url: thim_app(VCEK, ASK + ARK, TCBM), None) as served:
+    with serve(lambda url: thim_app(_document()), None) as served:
         chain = asyncio.run(fetch_vcek_chain(served.url + THIM_PATH))
     assert chain.pem() == VCEK + ASK + ARK
     assert chain.tcbm == TCBM
@@ -97,7 +97,7 @@ def test_imds_double_refuses_requests_without_the_metadata_header() -> None:
         async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as r:
             return r.status, await r.json()
 
-    with serve(lambda url: thim_app(VCEK, ASK + ARK, TCBM), None) as served:
+    with serve(lambda url: thim_app(_document()), None) as served:
         url = served.url + THIM_PATH
         status, body = asyncio.run(get(url, {}))
         assert status == 400
@@ -107,7 +107,7 @@ def test_imds_double_refuses_requests_without_the_metadata_header() -> None:
 
 
 def test_fetch_maps_a_refusal_and_an_unreachable_imds_to_evidence_errors() -> None:
-    with serve(lambda url: thim_app(VCEK, ASK + ARK, TCBM), None) as served:
+    with serve(lambda url: thim_app(_document()), None) as served:
         with pytest.raises(EvidenceError, match="refused"):
             asyncio.run(fetch_vcek_chain(served.url + "/metadata/THIM/amd/unknown"))
         dead_url = served.url
