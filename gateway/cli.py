@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "run the offline OpenAI-compatible transcription backend (the demo's Whisper stand-in)",
     ),
     "attest": ("gateway.trust.cli", "inspect and verify attestation evidence and MAA tokens"),
+    "emulate": ("gateway.emulators.cli", "run the MAA, IMDS/THIM (and KMS) emulators on loopback"),
 }
 
 

@@ -91,6 +91,9 @@ class MaaEmulator:
         """Answer the next ``len(statuses)`` requests with these statuses (429 or 5xx)."""
         self._faults.extend(statuses)
 
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
     def _fault(self) -> Response | None:
         self.requests_seen += 1
         if not self._faults:

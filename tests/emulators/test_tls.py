@@ -69,7 +69,9 @@ def test_an_untrusted_certificate_fails_closed_without_retrying(
         async with client:
             await client.request("GET", f"{url}/hello")
 
-    with serve(_hello_app, emulator_tls) as served:
-        with pytest.raises(AttestationServiceError, match="TLS verification"):
-            asyncio.run(get(served.url))
+    with (
+        serve(_hello_app, emulator_tls) as served,
+        pytest.raises(AttestationServiceError, match="TLS verification"),
+    ):
+        asyncio.run(get(served.url))
     assert client.attempts_made == 1

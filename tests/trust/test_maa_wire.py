@@ -133,7 +133,9 @@ def test_sealed_token_opens_with_the_tpm_key_and_aad_transport_key() -> None:
     assert sealed.open(inner_key) == "a.b.c"
     with pytest.raises(VerificationError, match="did not open"):
         sealed.open(os.urandom(32))
-    tampered = SealedToken(sealed.encrypted_inner_key, sealed.iv, sealed.tag, b"x" + sealed.ciphertext)
+    tampered = SealedToken(
+        sealed.encrypted_inner_key, sealed.iv, sealed.tag, b"x" + sealed.ciphertext
+    )
     with pytest.raises(VerificationError, match="did not open"):
         tampered.open(inner_key)
 
