@@ -85,6 +85,8 @@ class Settings:
     dev_seed: Secret | None = None
     evidence_provider: str = "azure-vtpm"
     maa_url: str | None = None
+    thim_url: str = "http://169.254.169.254/metadata/THIM/amd/certification"
+    simulated_amd: Path | None = None
     kms_backend: str = "akv"
     akv_vault_url: str | None = None
     akv_key_name: str | None = None
@@ -250,6 +252,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("dev_seed", _secret, "secret seed so dev replicas share keys"),
     Spec("evidence_provider", _choice(EVIDENCE_PROVIDERS), "attestation evidence provider"),
     Spec("maa_url", _https_url, "Microsoft Azure Attestation endpoint"),
+    Spec("thim_url", _http_url, "IMDS THIM endpoint for the VCEK chain"),
+    Spec("simulated_amd", _file, "simulated provider: the AMD bundle shared with `emulate`"),
     Spec("kms_backend", _choice(KMS_BACKENDS), "key release backend"),
     Spec("akv_vault_url", _https_url, "Key Vault or Managed HSM URL"),
     Spec("akv_key_name", _text, "the released key's name"),

@@ -4,6 +4,7 @@ verifies against the MAA emulator's /certs. Then SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -144,6 +145,29 @@ def test_print_env_is_sourced_by_a_shell_and_used(state_dir: Path, tmp_path: Pat
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "verified sevsnpvm from-the-shell"
+        # ...and `serve`'s own settings loader takes every one of them.
+        check = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f'set -a; source "{env_file}"; set +a; "{sys.executable}" '
+                "-m gateway.cli check-config --dev",
+            ],
+            cwd=ROOT,
+            env={**clean, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert check.returncode == 0, check.stderr
+        shown = json.loads(check.stdout)
+        sourced = dict(line.split("=", 1) for line in lines)
+        assert shown["maa_url"] == sourced["OHTTP_GATEWAY_MAA_URL"]
+        assert shown["thim_url"] == sourced["OHTTP_GATEWAY_THIM_URL"]
+        assert shown["ca_bundle"] == sourced["OHTTP_GATEWAY_CA_BUNDLE"]
+        assert shown["simulated_amd"] == sourced["OHTTP_GATEWAY_SIMULATED_AMD"]
+        assert shown["evidence_provider"] == "simulated"
     finally:
         code = emulate.stop()
     assert code == 0
