@@ -30,15 +30,14 @@ START_TIMEOUT = 60.0
 
 # Runs in a shell that sourced the printed settings: uses nothing but them.
 CONSUMER = """
-import asyncio, base64, json, os
+import asyncio, os, time
 from pathlib import Path
-import jwt
-from cryptography import x509
 from gateway.trust.binding import user_data_for
 from gateway.trust.evidence.simulated import SimulatedAmd, SimulatedEvidenceProvider
 from gateway.trust.maa import MaaClient
 from gateway.trust.maa_wire import SevSnpVmRequest, SnpEvidence
 from gateway.trust.thim import fetch_vcek_chain
+from gateway.trust.token import verify_token
 
 async def main():
     assert os.environ["OHTTP_GATEWAY_EVIDENCE_PROVIDER"] == "simulated"
@@ -51,12 +50,9 @@ async def main():
                                   evidence.runtime_data, nonce="from-the-shell")
         token = await maa.attest_sev_snp_vm(request)
         jwks = await maa.signing_keys()
-    kid = jwt.get_unverified_header(token)["kid"]
-    (key,) = [k for k in jwks["keys"] if k["kid"] == kid]
-    cert = x509.load_der_x509_certificate(base64.b64decode(key["x5c"][0]))
-    claims = jwt.decode(token, cert.public_key(), algorithms=["RS256"],
-                        issuer=os.environ["OHTTP_GATEWAY_MAA_URL"])
-    print("verified", claims["x-ms-attestation-type"], claims["nonce"])
+    verified = verify_token(token, jwks=jwks, issuer=os.environ["OHTTP_GATEWAY_MAA_URL"],
+                            now=time.time())
+    print("verified", verified.attestation_type, verified.nonce)
 
 asyncio.run(main())
 """

@@ -5,11 +5,13 @@ against the issuer's /certs. Then every kind of tampering, each refused with its
 from __future__ import annotations
 
 import asyncio
-import base64
+import hashlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -34,6 +36,7 @@ from gateway.trust.maa_wire import SevSnpVmRequest, SnpEvidence
 from gateway.trust.policy import SnpPolicy
 from gateway.trust.snp import POLICY_DEBUG
 from gateway.trust.thim import fetch_vcek_chain
+from gateway.trust.token import AttestationToken, verify_token
 from tests.support.emulators import Served, serve
 
 USER_DATA = user_data_for(b"application/ohttp-keys bytes", b"nonce-1")
@@ -66,20 +69,21 @@ class Maa:
             self.attest(request)
         return caught.value
 
-    def verified_claims(self, token: str) -> dict[str, object]:
-        """Verify the token's RS256 signature with the key /certs publishes (x5c only)."""
+    def verified(self, token: str) -> AttestationToken:
+        """The team's token verifier, given the JWKS our client fetched from the pinned issuer."""
 
-        async def keys() -> dict[str, object]:
+        async def keys() -> dict[str, Any]:
             async with self.client() as maa:
                 return await maa.signing_keys()
 
         jwks = asyncio.run(keys())
-        header = jwt.get_unverified_header(token)
-        (entry,) = [k for k in jwks["keys"] if k["kid"] == header["kid"]]  # type: ignore[attr-defined]
-        assert "n" not in entry
-        assert "e" not in entry
-        cert = x509.load_der_x509_certificate(base64.b64decode(entry["x5c"][0]))
-        return jwt.decode(token, cert.public_key(), algorithms=["RS256"], issuer=self.url)  # type: ignore[arg-type]
+        for entry in jwks["keys"]:
+            assert "n" not in entry
+            assert "e" not in entry
+        return verify_token(token, jwks=jwks, issuer=self.url, now=time.time())
+
+    def verified_claims(self, token: str) -> dict[str, Any]:
+        return dict(self.verified(token).claims)
 
 
 def _maa(amd: SimulatedAmd, tls: EmulatorTls, policy: MaaPolicy | None = None) -> Iterator[Maa]:
@@ -121,7 +125,12 @@ def test_full_flow_thim_chain_maa_token_verified_against_certs(
 
     header = jwt.get_unverified_header(token)
     assert header == {"alg": "RS256", "jku": f"{maa.url}/certs", "kid": header["kid"], "typ": "JWT"}
-    claims = maa.verified_claims(token)
+    verified = maa.verified(token)
+    assert verified.attestation_type == "sevsnpvm"
+    assert verified.user_data == USER_DATA
+    assert verified.sevsnpvm is not None
+    assert verified.sevsnpvm.report_data == report_data_for(evidence.runtime_data)
+    claims = dict(verified.claims)
     assert claims["iss"] == maa.url
     assert claims["exp"] - claims["iat"] == 28800  # type: ignore[operator]
     assert claims["nonce"] == "nonce-42"
@@ -149,8 +158,6 @@ def test_claim_names_and_types_match_the_real_example_token(
 
 
 def test_init_time_data_binds_host_data(simulated_amd: SimulatedAmd, maa: Maa) -> None:
-    import hashlib
-
     init = b'{"policy": "cce"}'
     fields = ReportFields(host_data=hashlib.sha256(init).digest())
     claims = maa.verified_claims(maa.attest(_request(simulated_amd, fields, init_time_data=init)))
