@@ -1,0 +1,141 @@
+"""Hostile HTTP-level input against the running gateway: at least 200 malformed requests
+(random bytes, truncations, wrong media types, huge declared lengths, slow senders, mutated
+encapsulations) over raw sockets. The invariant: no answer is a 5xx, and the process lives on
+and still serves."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import aiohttp
+
+from gateway.protocol import bhttp, ohttp
+from gateway.protocol.chunked import ChunkedRequestEncapsulator
+from tests.server.conftest import run
+from tests.support.fuzzing import cases
+from tests.support.gateway_process import GatewayProcess
+from tests.support.ohttp_client import inner_request, key_configs, post_plain
+
+SEED = 9458
+CHUNKED_HEAD = (
+    b"POST /gateway HTTP/1.1\r\nhost: g\r\ncontent-type: message/ohttp-chunked-req\r\n"
+    b"transfer-encoding: chunked\r\n\r\n"
+)
+
+
+def _http(
+    body: bytes,
+    media: bytes = b"message/ohttp-req",
+    path: bytes = b"/gateway",
+    length: int | None = None,
+) -> bytes:
+    declared = len(body) if length is None else length
+    return (
+        b"POST "
+        + path
+        + b" HTTP/1.1\r\nhost: gateway\r\ncontent-type: "
+        + media
+        + b"\r\ncontent-length: "
+        + str(declared).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+async def _exchange(
+    port: int, payload: bytes, *, slow: bool = False, timeout: float = 3.0
+) -> int | None:
+    """Send ``payload``, half-close, and return the status of the answer (None: no answer)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        if slow:
+            for offset in range(0, len(payload), 7):
+                writer.write(payload[offset : offset + 7])
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        else:
+            writer.write(payload)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except (TimeoutError, ConnectionError):
+        return None
+    finally:
+        writer.close()
+    parts = line.split()
+    return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+
+
+def _inputs(config: object, suite: object) -> list[tuple[str, bytes, bool]]:
+    rng = random.Random(SEED)
+    sealed, _ = ohttp.encapsulate_request(config, suite, bhttp.encode_request(inner_request()))  # type: ignore[arg-type]
+    chunker = ChunkedRequestEncapsulator(config, suite)  # type: ignore[arg-type]
+    stream = (
+        chunker.start()
+        + chunker.encapsulate_chunk(bhttp.encode_request(inner_request()))
+        + chunker.finish()
+    )
+    valid = _http(sealed)
+    inputs: list[tuple[str, bytes, bool]] = []
+    inputs += [("random", rng.randbytes(rng.randrange(1, 400)), False) for _ in range(40)]
+    inputs += [("truncated", valid[: rng.randrange(1, len(valid))], False) for _ in range(40)]
+    for media in (
+        b"",
+        b"text/plain",
+        b"message/ohttp-res",
+        b"message/ohttp-req-x",
+        b"MESSAGE/OHTTP",
+        b"\xff\xfe",
+        b"application/ohttp-keys",
+        b"message/bhttp",
+    ):
+        inputs.append(("media", _http(sealed, media), False))
+    for length in (2**31, 2**63, 10**30, 27_262_977):
+        inputs.append(("huge-length", _http(b"abc", length=length), False))
+    inputs.append(("bad-length", valid.replace(b"content-length: ", b"content-length: -"), False))
+    inputs.append(
+        ("double-length", valid.replace(b"\r\n\r\n", b"\r\ncontent-length: 3\r\n\r\n", 1), False)
+    )
+    inputs.append(("bad-chunking", CHUNKED_HEAD + b"zz\r\n", False))
+    inputs.append(("huge-chunk", CHUNKED_HEAD + b"ffffffffffff\r\nab", False))
+    inputs += [("slow", valid, True) for _ in range(6)]
+    inputs += [("slow-truncated", valid[: len(valid) // 2], True) for _ in range(4)]
+    for index, mutated in enumerate(cases([sealed], 60, SEED)):
+        inputs.append((f"ohttp-{index}", _http(mutated), False))
+    for index, mutated in enumerate(cases([stream], 60, SEED + 1)):
+        inputs.append((f"chunked-{index}", _http(mutated, b"message/ohttp-chunked-req"), False))
+    for index, mutated in enumerate(cases([sealed], 20, SEED + 2)):
+        inputs.append((f"score-{index}", _http(mutated, path=b"/score"), False))
+    return inputs
+
+
+def test_malformed_inputs_never_get_a_5xx(gateway: GatewayProcess) -> None:
+    async def body() -> tuple[int, list[tuple[str, int | None]]]:
+        async with aiohttp.ClientSession() as session:
+            config = (await key_configs(session, gateway.url))[0]
+        inputs = _inputs(config, config.suites[0])
+        limit = asyncio.Semaphore(16)
+
+        async def one(name: str, payload: bytes, slow: bool) -> tuple[str, int | None]:
+            async with limit:
+                return name, await _exchange(gateway.port, payload, slow=slow)
+
+        results = await asyncio.gather(*(one(*item) for item in inputs))
+        async with aiohttp.ClientSession() as session:
+            answer = await post_plain(
+                session, gateway.url + "/gateway", config, config.suites[0], inner_request()
+            )
+            assert answer.inner is not None
+            assert answer.inner.status == 200
+        return len(inputs), results
+
+    count, results = run(body())
+    assert count >= 200
+    server_errors = [
+        (name, status) for name, status in results if status is not None and status >= 500
+    ]
+    assert server_errors == []
+    assert sum(status is not None for _, status in results) >= 150  # most inputs got an answer
+    assert gateway.alive()
