@@ -206,6 +206,9 @@ def ephemeral_key_pair(kem_id: KemId, private_key: bytes, error: type[E]) -> KEM
     return guarded(error, build)
 
 
+_IN_PLACE_THRESHOLD = 1 << 16
+
+
 class ResponseKeys:
     """The response AEAD and its base nonce, with the chunk counter of the streamed framings.
 
@@ -232,6 +235,8 @@ class ResponseKeys:
 
     def seal_next_after(self, prefix: bytes, data: Bytes, aad: bytes) -> memoryview:
         """``prefix ‖ Seal(data)`` in one buffer: a large body is encrypted in place, not copied."""
+        if len(data) < _IN_PLACE_THRESHOLD:  # small: one short copy beats the zero-filled buffer
+            return memoryview(prefix + self._aead.encrypt(self._next_nonce(), data, aad))
         buffer = bytearray(len(prefix) + len(data) + AEAD_TAG_LENGTH)
         buffer[: len(prefix)] = prefix
         view = memoryview(buffer)

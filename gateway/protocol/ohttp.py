@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import struct
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 from gateway.errors import (
     ConfigError,
@@ -117,8 +117,7 @@ def _plan(raw: bytes, label: bytes) -> tuple[RequestHeader, Suite, bytes]:
     return header, suite(header.kem_id, header.kdf_id, header.aead_id), _info(header, label)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class HpkeSetup:
+class HpkeSetup(NamedTuple):
     """One side's HPKE state for a request: its header, ``enc`` and the HPKE context."""
 
     header: RequestHeader
