@@ -289,3 +289,16 @@ def test_reprs_and_errors_hold_no_secrets() -> None:
 
 def test_header_struct_is_seven_bytes() -> None:
     assert RequestHeader.SIZE == struct.calcsize(">BHHH") == 7
+
+
+def test_large_bodies_round_trip_in_place() -> None:
+    # Above the in-place threshold the response is sealed into one preallocated buffer.
+    body = bytes(range(256)) * 4096  # 1 MiB
+    chosen = SymmetricSuite(KdfId.HKDF_SHA384, AeadId.AES_256_GCM)
+    encapsulated, client = encapsulate_request(KEYS[KemId.P384_SHA384].config, chosen, body)
+    opened, server = decapsulate_request(RING, encapsulated)
+    assert opened == body
+    sealed = server.encapsulate_response(body)
+    assert isinstance(sealed, memoryview)
+    assert len(sealed) == 32 + len(body) + 16
+    assert client.decapsulate_response(sealed) == body
