@@ -46,7 +46,7 @@ async def main():
     chain = await fetch_vcek_chain(os.environ["OHTTP_GATEWAY_THIM_URL"])
     ca = Path(os.environ["OHTTP_GATEWAY_CA_BUNDLE"])
     async with MaaClient(os.environ["OHTTP_GATEWAY_MAA_URL"], ca_bundle=ca) as maa:
-        request = SevSnpVmRequest(SnpEvidence(evidence.snp_report, chain.pem()),
+        request = SevSnpVmRequest(SnpEvidence(evidence.snp_report, chain.to_pem()),
                                   evidence.runtime_data, nonce="from-the-shell")
         token = await maa.attest_sev_snp_vm(request)
         jwks = await maa.signing_keys()
@@ -106,6 +106,20 @@ class Emulate:
             self.process.stdout.close()
 
 
+def _sourced(env_file: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in a bash that sourced ``env_file`` and had no OHTTP_GATEWAY_* before."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OHTTP_GATEWAY_")}
+    return subprocess.run(
+        ["bash", "-c", f'set -a; source "{env_file}"; set +a; {command}'],
+        cwd=ROOT,
+        env={**clean, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def simulated_amd_bundle() -> bytes:
     # 2048-bit to keep the test quick; `emulate` itself generates AMD-sized 4096-bit keys.
@@ -129,33 +143,11 @@ def test_print_env_is_sourced_by_a_shell_and_used(state_dir: Path, tmp_path: Pat
         env_file.write_text("\n".join(lines) + "\n")
         script = tmp_path / "consumer.py"
         script.write_text(CONSUMER)
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("OHTTP_GATEWAY_")}
-        result = subprocess.run(
-            ["bash", "-c", f'set -a; source "{env_file}"; set +a; "{sys.executable}" "{script}"'],
-            cwd=ROOT,
-            env={**clean, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = _sourced(env_file, f'"{sys.executable}" "{script}"')
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "verified sevsnpvm from-the-shell"
         # ...and `serve`'s own settings loader takes every one of them.
-        check = subprocess.run(
-            [
-                "bash",
-                "-c",
-                f'set -a; source "{env_file}"; set +a; "{sys.executable}" '
-                "-m gateway.cli check-config --dev",
-            ],
-            cwd=ROOT,
-            env={**clean, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        check = _sourced(env_file, f'"{sys.executable}" -m gateway.cli check-config --dev')
         assert check.returncode == 0, check.stderr
         shown = json.loads(check.stdout)
         sourced = dict(line.split("=", 1) for line in lines)

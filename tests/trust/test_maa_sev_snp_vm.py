@@ -117,9 +117,9 @@ def test_full_flow_thim_chain_maa_token_verified_against_certs(
     evidence = SimulatedEvidenceProvider(simulated_amd).collect(USER_DATA)
     with serve(lambda url: thim_app(simulated_amd.thim_bundle()), None) as imds:
         chain = asyncio.run(fetch_vcek_chain(imds.url + THIM_PATH))
-    assert chain.pem() == simulated_amd.cert_chain_pem()
+    assert chain.to_pem() == simulated_amd.cert_chain_pem()
     request = SevSnpVmRequest(
-        SnpEvidence(evidence.snp_report, chain.pem()), evidence.runtime_data, nonce="nonce-42"
+        SnpEvidence(evidence.snp_report, chain.to_pem()), evidence.runtime_data, nonce="nonce-42"
     )
     token = maa.attest(request)
 
