@@ -280,32 +280,31 @@ class _EmbeddedServer(uvicorn.Server):
 @contextlib.asynccontextmanager
 async def serve_backend(settings: BackendSettings) -> AsyncIterator[RunningBackend]:
     """Run the backend in this event loop until the block exits; ``port=0`` picks a free port."""
-    recogniser = Recogniser(settings.phrases, settings.workers)
-    await recogniser.start()
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     try:
-        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        sock = socket.create_server((settings.host, settings.port), family=family)
+    except OSError as error:
+        raise ConfigError("the backend cannot bind its host and port") from error
+    with sock:
+        recogniser = Recogniser(settings.phrases, settings.workers)
+        await recogniser.start()
         try:
-            sock = socket.create_server((settings.host, settings.port), family=family)
-        except OSError as error:
-            raise ConfigError("the backend cannot bind its host and port") from error
-        config = uvicorn.Config(
-            create_app(recogniser, settings), log_level="warning", access_log=False, lifespan="off"
-        )
-        server = _EmbeddedServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started:
-                if task.done():
-                    await task
-                    raise ConfigError("the backend's HTTP server did not start")
-                await asyncio.sleep(0.01)
-            yield RunningBackend(settings.host, sock.getsockname()[1], recogniser)
+            app = create_app(recogniser, settings)
+            config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+            server = _EmbeddedServer(config)
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            try:
+                while not server.started:
+                    if task.done():
+                        await task
+                        raise ConfigError("the backend's HTTP server did not start")
+                    await asyncio.sleep(0.01)
+                yield RunningBackend(settings.host, sock.getsockname()[1], recogniser)
+            finally:
+                server.should_exit = True
+                await task
         finally:
-            server.should_exit = True
-            await task
-            sock.close()
-    finally:
-        await recogniser.close()
+            await recogniser.close()
 
 
 class BackendProcess:
@@ -343,18 +342,20 @@ class BackendProcess:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """Stop the child (if running) and return its exit status."""
         process, self._process = self._process, None
         if process is None:
-            return
+            return None
         process.terminate()
         try:
-            process.wait(self.stop_timeout)
+            status = process.wait(self.stop_timeout)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+            status = process.wait()
         if process.stdout is not None:
             process.stdout.close()
+        return status
 
 
 def _arguments(settings: BackendSettings) -> list[str]:

@@ -143,7 +143,7 @@ class Recogniser:
                 pool.shutdown(wait=False)
                 self._pool = self._new_pool()
             raise RecognizerFailed() from error
-        except (RuntimeError, OSError) as error:
+        except (RuntimeError, ValueError, OSError) as error:  # PocketSphinx's own failures
             raise RecognizerFailed() from error
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -232,7 +232,7 @@ def _recognise(span: Span) -> Segment:
             round(span.offset + seg.start_frame / frame_rate, 2),
             round(span.offset + (seg.end_frame + 1) / frame_rate, 2),
         )
-        for seg in decoder.seg()
+        for seg in decoder.seg() or ()  # None when a grammar matches nothing in the audio
         if not seg.word.startswith(("<", "["))  # <s>, </s>, <sil>, [NOISE] and other fillers
     )
     return Segment(span.offset, span.offset + span.duration, words)

@@ -17,6 +17,7 @@ import pytest
 from gateway.demo.backend import SAMPLE_AUDIO, SAMPLE_TEXT, RunningBackend
 from tests.demo.helpers import get, multipart, post, sdk
 from tests.demo.wavs import int16, wav
+from tests.support.fuzzing import cases
 
 SAMPLE = SAMPLE_AUDIO.read_bytes()
 SAMPLE_8K = SAMPLE_AUDIO.with_name("quick-brown-fox-8k.wav")
@@ -279,3 +280,31 @@ def test_wrong_method_and_unknown_path(phrase_backend: RunningBackend) -> None:
     assert get(phrase_backend, "/v1/audio/transcriptions").status == 405
     content_type, body = multipart(files=[("file", SAMPLE)])
     assert post(phrase_backend, "/v1/audio/speech", body, content_type).status == 404
+
+
+def test_fuzzed_requests_get_a_4xx_or_a_transcript_never_a_5xx(
+    phrase_backend: RunningBackend,
+) -> None:
+    short = wav(SAMPLE[44 : 44 + 9_600])  # 0.3 s keeps each decode short
+    seeds = [
+        multipart([("model", "whisper-1"), ("response_format", "srt")], [("file", short)], "b")[1],
+        multipart([("stream", "true"), ("language", "en")], [("file", short)], "b")[1],
+        multipart([("response_format", "verbose_json")], [("file", short)], "b")[1],
+    ]
+    content_type = "multipart/form-data; boundary=b"
+    for body in cases(seeds, count=150, seed=7):
+        reply = post(phrase_backend, "/v1/audio/transcriptions", body, content_type)
+        assert reply.status in (200, 400), body[:400]
+        if reply.status == 400:
+            assert reply.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("audio", [bytes(32_000), bytes(range(256)) * 125], ids=["silence", "buzz"])
+def test_audio_matching_no_phrase_is_an_empty_transcript(
+    phrase_backend: RunningBackend, audio: bytes
+) -> None:
+    # The phrase grammar finds no hypothesis at all here; the decoder then has no segments.
+    result = sdk(phrase_backend).audio.transcriptions.create(
+        file=("noise.wav", wav(audio)), model="whisper-1", response_format="verbose_json"
+    )
+    assert (result.text, result.words, result.duration) == ("", None, 1.0)
