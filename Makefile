@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS := test,demo
+EXTRAS := test,demo,tpm
 
 .PHONY: test demo check lint typecheck unit fuzz-long bench system-deps venv clean
 

@@ -56,7 +56,13 @@ The tree::
     │   │   ├── MalformedHclReport                         HCL report / runtime claims unparsable
     │   │   │   └── UnsupportedHclReportType               e.g. TDX (4)
     │   │   ├── MalformedCertificates                      PEM chain / THIM JSON / cert table
-    │   │   └── EvidenceDeviceError                        sev-guest ioctl / configfs-tsm failed
+    │   │   ├── EvidenceDeviceError                        sev-guest ioctl / configfs-tsm failed
+    │   │   ├── HclReportStale                             report lacks the written user-data
+    │   │   └── TpmError                                   a TPM command failed
+    │   │       ├── TpmUnavailable                         the TPM could not be opened
+    │   │       ├── TpmObjectMissing                       NV index or persistent key absent
+    │   │       ├── TpmPolicyFailed                        PCR policy refused (PCRs changed)
+    │   │       └── TpmKeyLost                             ephemeral key gone (TPM reset)
     │   ├── VerificationError                              evidence or token failed checks
     │   │   ├── CertificateChainError                      ARK → ASK → VCEK refused
     │   │   │   ├── UntrustedRoot                          ARK is not a pinned root
@@ -77,12 +83,18 @@ The tree::
     │   │   │   ├── DebugNotAllowed / MigrationAgentNotAllowed / SmtNotAllowed
     │   │   │   ├── VmplNotAllowed / TcbBelowMinimum / MeasurementNotAllowed
     │   │   │   └── SigningKeyNotAllowed                   VLEK or no key where VCEK required
-    │   │   └── TokenError                                 MAA token refused
-    │   │       ├── MalformedToken / UnsignedToken / TokenAlgorithmNotAllowed
-    │   │       ├── TokenKeyUnknown / TokenKeySourceMismatch / TokenSignatureInvalid
-    │   │       ├── TokenExpired / TokenNotYetValid / TokenIssuedInFuture
-    │   │       ├── TokenIssuerMismatch / TokenClaimsInvalid
-    │   │       └── SigningKeysInvalid                     the /certs JWKS is unusable
+    │   │   ├── TokenError                                 MAA token refused
+    │   │   │   ├── MalformedToken / UnsignedToken / TokenAlgorithmNotAllowed
+    │   │   │   ├── TokenKeyUnknown / TokenKeySourceMismatch / TokenSignatureInvalid
+    │   │   │   ├── TokenExpired / TokenNotYetValid / TokenIssuedInFuture
+    │   │   │   ├── TokenIssuerMismatch / TokenClaimsInvalid
+    │   │   │   └── SigningKeysInvalid                     the /certs JWKS is unusable
+    │   │   └── TpmVerificationError                       TPM quote or certification refused
+    │   │       ├── TpmStructureInvalid                    malformed TPMS_ATTEST / TPM2B_PUBLIC
+    │   │       ├── TpmSignatureInvalid                    AIK signature does not verify
+    │   │       ├── TpmNonceMismatch                       qualifying data is not the nonce
+    │   │       ├── QuotePcrMismatch                       wrong PCR selection or digest
+    │   │       └── CertifiedKeyMismatch                   certified key / AIK not as required
     │   ├── AttestationServiceError                        MAA unreachable or refused
     │   │   └── AttestationRefused                         MAA answered 4xx (carries its code)
     │   └── KeyReleaseError                                KMS unreachable or refused
@@ -674,6 +686,81 @@ class KeyReleaseError(TrustError):
     """Key release failed."""
 
     reason = "key_release"
+
+
+# --- the TPM (azure-vtpm evidence) --------------------------------------------------------
+
+
+class TpmError(EvidenceError):
+    """A TPM command failed."""
+
+    reason = "tpm"
+
+
+class TpmUnavailable(TpmError):
+    """The TPM could not be opened."""
+
+    reason = "tpm_unavailable"
+
+
+class TpmObjectMissing(TpmError):
+    """A TPM NV index or persistent key is not present."""
+
+    reason = "tpm_object_missing"
+
+
+class TpmPolicyFailed(TpmError):
+    """The TPM refused the PCR policy: PCR values changed since the key was created."""
+
+    reason = "tpm_policy_failed"
+
+
+class TpmKeyLost(TpmError):
+    """The ephemeral TPM key is gone (TPM reset); evidence must be collected again."""
+
+    reason = "tpm_key_lost"
+
+
+class HclReportStale(EvidenceError):
+    """The HCL report does not carry the user-data just written."""
+
+    reason = "hcl_report_stale"
+
+
+class TpmVerificationError(VerificationError):
+    """TPM quote or key certification refused."""
+
+    reason = "tpm_verification"
+
+
+class TpmStructureInvalid(TpmVerificationError):
+    """Malformed TPM structure."""
+
+    reason = "tpm_structure"
+
+
+class TpmSignatureInvalid(TpmVerificationError):
+    """TPM attestation signature does not verify with the AIK."""
+
+    reason = "tpm_signature"
+
+
+class TpmNonceMismatch(TpmVerificationError):
+    """TPM attestation qualifying data is not the expected nonce."""
+
+    reason = "tpm_nonce"
+
+
+class QuotePcrMismatch(TpmVerificationError):
+    """TPM quote does not cover the expected PCR values."""
+
+    reason = "quote_pcrs"
+
+
+class CertifiedKeyMismatch(TpmVerificationError):
+    """Certified key or AIK is not the one required."""
+
+    reason = "certified_key"
 
 
 # --- configuration -------------------------------------------------------------------------
