@@ -89,15 +89,28 @@ The tree::
     │   │   │   ├── TokenExpired / TokenNotYetValid / TokenIssuedInFuture
     │   │   │   ├── TokenIssuerMismatch / TokenClaimsInvalid
     │   │   │   └── SigningKeysInvalid                     the /certs JWKS is unusable
-    │   │   └── TpmVerificationError                       TPM quote or certification refused
-    │   │       ├── TpmStructureInvalid                    malformed TPMS_ATTEST / TPM2B_PUBLIC
-    │   │       ├── TpmSignatureInvalid                    AIK signature does not verify
-    │   │       ├── TpmNonceMismatch                       qualifying data is not the nonce
-    │   │       ├── QuotePcrMismatch                       wrong PCR selection or digest
-    │   │       └── CertifiedKeyMismatch                   certified key / AIK not as required
+    │   │   ├── TpmVerificationError                       TPM quote or certification refused
+    │   │   │   ├── TpmStructureInvalid                    malformed TPMS_ATTEST / TPM2B_PUBLIC
+    │   │   │   ├── TpmSignatureInvalid                    AIK signature does not verify
+    │   │   │   ├── TpmNonceMismatch                       qualifying data is not the nonce
+    │   │   │   ├── QuotePcrMismatch                       wrong PCR selection or digest
+    │   │   │   └── CertifiedKeyMismatch                   certified key / AIK not as required
+    │   │   └── ReceiptError                               CCF ledger receipt refused
+    │   │       ├── MalformedReceipt                       receipt JSON/cert unparsable
+    │   │       ├── ReceiptClaimsMismatch                  claims_digest != SHA-256(key hex)
+    │   │       ├── ReceiptSignatureInvalid                Merkle root signature fails
+    │   │       └── ReceiptEndorsementInvalid              node cert not endorsed by service
     │   ├── AttestationServiceError                        MAA unreachable or refused
     │   │   └── AttestationRefused                         MAA answered 4xx (carries its code)
     │   └── KeyReleaseError                                KMS unreachable or refused
+    │       ├── KeyReleaseRefused                          KMS answered 4xx (carries reason)
+    │       ├── ReleaseResponseInvalid                     answer unparsable or unbound
+    │       │   ├── ReleaseSignatureInvalid                JWS signature does not verify
+    │       │   ├── ReleaseCertificateInvalid              x5c chain refused
+    │       │   ├── VaultHostMismatch                      certificate does not name the vault
+    │       │   └── UnencryptedRelease                     key came back unwrapped
+    │       ├── KeyUnwrapFailed                            RSA-OAEP / AES-KWP unwrap failed
+    │       └── ReleasedKeyInvalid                         not a P-256/P-384 key, bad COSE_Key
     └── ConfigError                       500     local    a setting is missing or invalid
 """
 
@@ -663,6 +676,39 @@ class SigningKeysInvalid(TokenError):
     reason = "token_signing_keys"
 
 
+# Ledger receipts (Azure confidential KMS / CCF): the client team verifies them too.
+
+
+class ReceiptError(VerificationError):
+    """Ledger receipt refused."""
+
+    reason = "receipt"
+
+
+class MalformedReceipt(ReceiptError):
+    """Ledger receipt is malformed."""
+
+    reason = "receipt_malformed"
+
+
+class ReceiptClaimsMismatch(ReceiptError):
+    """Ledger receipt does not bind the expected public key."""
+
+    reason = "receipt_claims"
+
+
+class ReceiptSignatureInvalid(ReceiptError):
+    """Ledger receipt signature over the Merkle root does not verify."""
+
+    reason = "receipt_signature"
+
+
+class ReceiptEndorsementInvalid(ReceiptError):
+    """Ledger receipt node certificate is not endorsed by the pinned service certificate."""
+
+    reason = "receipt_endorsement"
+
+
 class AttestationServiceError(TrustError):
     """Attestation service failed."""
 
@@ -686,6 +732,61 @@ class KeyReleaseError(TrustError):
     """Key release failed."""
 
     reason = "key_release"
+
+
+class KeyReleaseRefused(KeyReleaseError):
+    """Key management service refused the release."""
+
+    reason = "key_release_refused"
+
+    def __init__(self, message: str | None = None, *, code: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        # The service's error code and its stated reason, checked by the caller to be short
+        # printable text without token or key material: what an SRE needs to fix a policy.
+        self.code = code
+        self.detail = detail
+
+
+class ReleaseResponseInvalid(KeyReleaseError):
+    """Key release response is malformed or not bound to this request."""
+
+    reason = "release_response"
+
+
+class ReleaseSignatureInvalid(ReleaseResponseInvalid):
+    """Key release response signature does not verify."""
+
+    reason = "release_signature"
+
+
+class ReleaseCertificateInvalid(ReleaseResponseInvalid):
+    """Key release response certificate chain is not trusted."""
+
+    reason = "release_certificate"
+
+
+class VaultHostMismatch(ReleaseResponseInvalid):
+    """Key release response certificate does not name the vault host."""
+
+    reason = "vault_host_mismatch"
+
+
+class UnencryptedRelease(ReleaseResponseInvalid):
+    """Key management service released the key unencrypted."""
+
+    reason = "release_unencrypted"
+
+
+class KeyUnwrapFailed(KeyReleaseError):
+    """Released key could not be unwrapped."""
+
+    reason = "key_unwrap"
+
+
+class ReleasedKeyInvalid(KeyReleaseError):
+    """Released key is not a usable HPKE key."""
+
+    reason = "released_key_invalid"
 
 
 # --- the TPM (azure-vtpm evidence) --------------------------------------------------------

@@ -102,9 +102,12 @@ class RestClient:
         retry: RetryPolicy | None = None,
         max_body: int = MAX_BODY,
         rng: random.Random | None = None,
+        context: ssl.SSLContext | None = None,
     ) -> None:
         self._error = error
-        self._ssl = ssl_context(ca_bundle)
+        # ``context``: callers with their own trust anchors (the confidential KMS's pinned
+        # service certificate); it must verify as strictly as ``ssl_context`` does.
+        self._ssl = context or ssl_context(ca_bundle)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = retry or RetryPolicy()
         self._max_body = max_body
