@@ -22,6 +22,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp
 
+from gateway.emulators.kms_emulators import add_kms_emulators
 from gateway.emulators.maa import MaaEmulator
 from gateway.emulators.maa_signing import TokenSigner
 from gateway.emulators.maa_verify import MaaPolicy, MaaVerifier
@@ -95,6 +96,7 @@ class Emulators:
         base = self.add("imds", lambda url: thim, tls=False, port=thim_port)
         self.thim_url = base + THIM_PATH
         self._settings["OHTTP_GATEWAY_THIM_URL"] = self.thim_url
+        add_kms_emulators(self)
 
     def _maa_app(self, url: str, policy: MaaPolicy | None) -> ASGIApp:
         signer = TokenSigner(url, key_path=self.state_dir / MAA_KEY_FILE)
@@ -118,6 +120,10 @@ class Emulators:
         if setting is not None:
             self._settings[setting] = url
         return url
+
+    def setting(self, name: str, value: str) -> None:
+        """Record (or replace) one setting, for emulators that join through :meth:`add`."""
+        self._settings[name] = value
 
     def settings(self) -> dict[str, str]:
         """The environment ``ohttp-gateway serve`` needs to use these emulators."""

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
@@ -58,6 +58,7 @@ class Receipt:
     """A parsed receipt; nothing in it is trusted until :func:`verify_receipt` returns."""
 
     cert: x509.Certificate
+    node_key: ec.EllipticCurvePublicKey
     node_id: str
     signature: bytes
     write_set_digest: bytes
@@ -99,7 +100,7 @@ def _certificate(value: object) -> x509.Certificate:
         raise MalformedReceipt("receipt certificate is missing")
     try:
         return x509.load_pem_x509_certificate(value.encode())
-    except (ValueError, UnicodeEncodeError) as error:
+    except (ValueError, UnicodeEncodeError, x509.InvalidVersion) as error:
         raise MalformedReceipt("receipt certificate is malformed") from error
 
 
@@ -149,8 +150,16 @@ def parse_receipt(data: object) -> Receipt:
     endorsements = receipt.get("service_endorsements", [])
     if not isinstance(endorsements, list):
         raise MalformedReceipt()
+    cert = _certificate(receipt.get("cert"))
+    try:
+        node_key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as error:
+        raise MalformedReceipt("receipt node key is malformed") from error
+    if not isinstance(node_key, ec.EllipticCurvePublicKey):
+        raise MalformedReceipt("receipt node key is not an EC key")
     return Receipt(
-        cert=_certificate(receipt.get("cert")),
+        cert=cert,
+        node_key=node_key,
         node_id=node_id,
         signature=raw_signature,
         write_set_digest=_digest(leaf.get("write_set_digest")),
@@ -166,7 +175,7 @@ def _check_endorsement(receipt: Receipt, service_cert: x509.Certificate) -> None
     for subject, issuer in itertools.pairwise(chain):
         try:
             subject.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature) as error:
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as error:
             raise ReceiptEndorsementInvalid() from error
 
 
@@ -176,11 +185,10 @@ def verify_receipt(
     """Check a receipt against the pinned service certificate; see the module docstring."""
     if receipt.claims_digest != claims_digest:
         raise ReceiptClaimsMismatch()
-    node_key = receipt.cert.public_key()
-    if not isinstance(node_key, ec.EllipticCurvePublicKey):
-        raise ReceiptSignatureInvalid("receipt node key is not an EC key")
     try:
-        node_key.verify(receipt.signature, receipt.root, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        receipt.node_key.verify(
+            receipt.signature, receipt.root, ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+        )
     except InvalidSignature as error:
         raise ReceiptSignatureInvalid() from error
     _check_endorsement(receipt, service_cert)

@@ -25,6 +25,15 @@ EXPECTED_KEYS = {
     "OHTTP_GATEWAY_SIMULATED_AMD",
     "OHTTP_GATEWAY_MAA_URL",
     "OHTTP_GATEWAY_THIM_URL",
+    # the key-release emulators (gateway/emulators/kms_emulators.py)
+    "OHTTP_GATEWAY_AKV_VAULT_URL",
+    "OHTTP_GATEWAY_AKV_KEY_NAME",
+    "OHTTP_GATEWAY_CCF_URL",
+    "OHTTP_GATEWAY_CCF_SERVICE_CERT",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
 }
 START_TIMEOUT = 60.0
 
@@ -165,7 +174,7 @@ def test_print_env_is_sourced_by_a_shell_and_used(state_dir: Path, tmp_path: Pat
 def test_summary_names_the_urls_and_the_ca_and_state_is_reused(state_dir: Path) -> None:
     emulate = Emulate("--state-dir", str(state_dir))
     try:
-        lines = emulate.read_lines(5)
+        lines = emulate.read_lines(8)  # maa, imds, entra, keyvault, ccf-kms, THIM, CA, ready
     finally:
         assert emulate.stop() == 0
     text = "\n".join(lines)

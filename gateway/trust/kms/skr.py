@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import jwt
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.keywrap import (
@@ -104,7 +105,7 @@ def _certificates(header: Mapping[str, Any]) -> list[x509.Certificate]:
         raise ReleaseCertificateInvalid("key release response has no x5c chain")
     try:
         return [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in chain]
-    except (binascii.Error, ValueError) as error:
+    except (binascii.Error, ValueError, x509.InvalidVersion) as error:
         raise ReleaseCertificateInvalid("key release x5c certificate is malformed") from error
 
 
@@ -157,13 +158,16 @@ def verify_certificate(
     )
     try:
         verifier.verify(leaf, list(chain[1:]))
-    except verification.VerificationError as error:
+    except (verification.VerificationError, ValueError, UnsupportedAlgorithm) as error:
         raise ReleaseCertificateInvalid() from error
     return leaf
 
 
 def _verify_signature(jws: str, leaf: x509.Certificate) -> dict[str, Any]:
-    public_key = leaf.public_key()
+    try:
+        public_key = leaf.public_key()
+    except (ValueError, UnsupportedAlgorithm) as error:
+        raise ReleaseCertificateInvalid("key release certificate key is malformed") from error
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise ReleaseSignatureInvalid("key release certificate key is not RSA")
     try:
