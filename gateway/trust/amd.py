@@ -117,7 +117,7 @@ def load_pem_certificates(data: bytes) -> list[x509.Certificate]:
         )
         try:
             return x509.load_pem_x509_certificates(data)
-        except ValueError as error:
+        except (ValueError, x509.InvalidVersion) as error:
             raise MalformedCertificates() from error
 
 

@@ -223,7 +223,7 @@ def _rsa_key_from_x5c(value: object) -> rsa.RSAPublicKey:
         raise SigningKeysInvalid()
     try:
         cert = x509.load_der_x509_certificate(base64.b64decode(value, validate=True))
-    except (binascii.Error, ValueError) as error:
+    except (binascii.Error, ValueError, x509.InvalidVersion) as error:
         raise SigningKeysInvalid() from error
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:

@@ -151,3 +151,17 @@ def test_simulated_chain_is_refused_by_amds_root(simulated_amd: SimulatedAmd) ->
 def test_to_pem_round_trip(simulated_amd: SimulatedAmd) -> None:
     chain = simulated_amd.cert_chain()
     assert parse_pem_chain(chain.to_pem()) == chain
+
+
+def test_certificate_with_an_invalid_version_is_malformed(milan_chain_pem: bytes) -> None:
+    # found by the long fuzz run: cryptography raises InvalidVersion, not ValueError
+    der = parse_pem_chain(milan_chain_pem).vcek.public_bytes(serialization.Encoding.DER)
+    version = der.index(bytes.fromhex("a003020102"))
+    broken = der[: version + 4] + b"\x42" + der[version + 5 :]
+    pem = (
+        b"-----BEGIN CERTIFICATE-----\n"
+        + base64.encodebytes(broken)
+        + b"-----END CERTIFICATE-----\n"
+    )
+    with pytest.raises(MalformedCertificates):
+        parse_pem_chain(pem)

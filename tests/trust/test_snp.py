@@ -3,9 +3,11 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import ConfigError, MalformedReport, UnsupportedReportVersion
-from gateway.trust.evidence.simulated import ReportFields, SimulatedAmd
+from gateway.trust.evidence.simulated import ReportFields, SimulatedAmd, pack_report
 from gateway.trust.hcl import HEADER_SIZE, IGVM_REQUEST_OFFSET
 from gateway.trust.snp import (
     REPORT_SIZE,
@@ -140,3 +142,48 @@ def test_product_names() -> None:
     assert Product.from_product_name("Milan-B0") is Product.MILAN
     assert Product.from_product_name("Genoa") is Product.GENOA
     assert Product.from_product_name("Bergamo-A0") is None
+
+
+report_fields = st.builds(
+    ReportFields,
+    report_data=st.binary(min_size=64, max_size=64),
+    version=st.sampled_from([2, 3, 5]),
+    guest_svn=st.integers(0, 2**32 - 1),
+    policy=st.integers(0, 2**64 - 1),
+    family_id=st.binary(min_size=16, max_size=16),
+    image_id=st.binary(min_size=16, max_size=16),
+    vmpl=st.integers(0, 3),
+    platform_info=st.integers(0, 2**64 - 1),
+    signer_info=st.integers(0, 2**32 - 1),
+    measurement=st.binary(min_size=48, max_size=48),
+    host_data=st.binary(min_size=32, max_size=32),
+    launch_mit_vector=st.integers(0, 2**64 - 1),
+    current_mit_vector=st.integers(0, 2**64 - 1),
+    reported_tcb=st.integers(0, 2**64 - 1),
+    chip_id=st.binary(min_size=64, max_size=64),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fields=report_fields)
+def test_pack_parse_round_trip(fields: ReportFields) -> None:
+    report = parse_report(pack_report(Product.MILAN, fields))
+    assert report.version == fields.version
+    assert report.guest_svn == fields.guest_svn
+    assert report.policy.raw == fields.policy
+    assert (report.family_id, report.image_id) == (fields.family_id, fields.image_id)
+    assert report.vmpl == fields.vmpl
+    assert report.platform_info == fields.platform_info
+    assert report.author_key_en == bool(fields.signer_info & 1)
+    assert report.mask_chip_key == bool(fields.signer_info & 2)
+    assert report.signing_key == (fields.signer_info >> 2) & 7
+    assert report.report_data == fields.report_data
+    assert report.measurement == fields.measurement
+    assert report.host_data == fields.host_data
+    assert report.chip_id == fields.chip_id
+    assert report.reported_tcb.raw == report.committed_tcb.raw == fields.reported_tcb
+    assert report.launch_tcb.raw == fields.reported_tcb
+    if fields.version >= 5:
+        assert report.launch_mit_vector == fields.launch_mit_vector
+        assert report.current_mit_vector == fields.current_mit_vector
+    assert report.signature_r == report.signature_s == 0

@@ -152,7 +152,7 @@ def cert_table_to_pem(blob: bytes) -> bytes:
         if role in table:
             try:
                 cert = x509.load_der_x509_certificate(table[role])
-            except ValueError as error:
+            except (ValueError, x509.InvalidVersion) as error:
                 raise MalformedCertificates() from error
             pem += cert.public_bytes(serialization.Encoding.PEM)
     return pem
