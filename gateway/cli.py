@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "gateway.demo.backend",
         "run the offline OpenAI-compatible transcription backend (the demo's Whisper stand-in)",
     ),
+    "demo": ("gateway.demo.run", "run backend, gateway and client on loopback; print transcripts"),
     "attest": ("gateway.trust.cli", "inspect and verify attestation evidence and MAA tokens"),
     "emulate": ("gateway.emulators.cli", "run the MAA, IMDS/THIM (and KMS) emulators on loopback"),
 }
