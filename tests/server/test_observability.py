@@ -11,6 +11,7 @@ import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -44,6 +45,12 @@ def logged_gateway(
     ).start()
     yield process
     process.terminate()
+
+
+async def _drain(request: Any) -> None:
+    """Finish an exchange whose answer does not matter, releasing its connection."""
+    async with request as response:
+        await response.read()
 
 
 def _secret_request(path: bytes = b"/v1/audio/transcriptions", **kw: object) -> bhttp.Request:
@@ -87,20 +94,26 @@ def test_no_secret_reaches_the_logs(logged_gateway: GatewayProcess) -> None:
                     await post_azure(session, url + "/score", config, suite, azure)
                 # Garbage BHTTP with the secret inside, encrypted: an encapsulated 400.
                 sealed, _ = ohttp.encapsulate_request(config, suite, b"\xff" + SECRET_BYTES)
-                await session.post(
-                    url + "/gateway", data=sealed, headers={"content-type": "message/ohttp-req"}
+                await _drain(
+                    session.post(
+                        url + "/gateway", data=sealed, headers={"content-type": "message/ohttp-req"}
+                    )
                 )
             # Clear errors with the secret in the outer request.
             for media in ("message/ohttp-req", "text/" + SECRET, "message/ohttp-chunked-req"):
-                await session.post(
-                    url + "/gateway", data=SECRET_BYTES * 3, headers={"content-type": media}
+                await _drain(
+                    session.post(
+                        url + "/gateway", data=SECRET_BYTES * 3, headers={"content-type": media}
+                    )
                 )
-                await session.post(
-                    url + "/score", data=SECRET_BYTES * 3, headers={"content-type": media}
+                await _drain(
+                    session.post(
+                        url + "/score", data=SECRET_BYTES * 3, headers={"content-type": media}
+                    )
                 )
-            await session.get(url + "/" + SECRET)
-            await session.get(url + "/readyz?" + SECRET)
-            await session.get(url + "/.well-known/ohttp-gateway?" + SECRET)
+            await _drain(session.get(url + "/" + SECRET))
+            await _drain(session.get(url + "/readyz?" + SECRET))
+            await _drain(session.get(url + "/.well-known/ohttp-gateway?" + SECRET))
 
     run(body())
     logged_gateway.terminate()
@@ -132,8 +145,10 @@ def test_metrics_follow_the_contract_and_pass_promtool(gateway: GatewayProcess) 
             await post_chunked(
                 session, gateway.url + "/gateway", config, config.suites[0], inner_request()
             )
-            await session.post(
-                gateway.url + "/gateway", data=b"x", headers={"content-type": "text/plain"}
+            await _drain(
+                session.post(
+                    gateway.url + "/gateway", data=b"x", headers={"content-type": "text/plain"}
+                )
             )
 
     run(traffic())
