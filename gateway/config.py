@@ -87,6 +87,10 @@ class Settings:
     maa_url: str | None = None
     thim_url: str = "http://169.254.169.254/metadata/THIM/amd/certification"
     simulated_amd: Path | None = None
+    tpm_tcti: str = "device:/dev/tpmrm0"
+    tpm_pcrs: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
+    tpm_event_log: Path = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+    hcl_refresh_timeout: float = 3.0
     kms_backend: str = "akv"
     akv_vault_url: str | None = None
     akv_key_name: str | None = None
@@ -195,6 +199,22 @@ def _paths(text: str) -> tuple[str, ...]:
     return paths
 
 
+def _pcrs(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) <= 23 for p in parts):
+        raise ValueError("must be comma-separated PCR indexes within 0..23")
+    pcrs = tuple(int(p) for p in parts)
+    if len(set(pcrs)) != len(pcrs):
+        raise ValueError("must not repeat a PCR")
+    return pcrs
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return Path(text.strip())
+
+
 def _file(text: str) -> Path:
     path = Path(text)
     if not path.is_file():
@@ -254,6 +274,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("maa_url", _https_url, "Microsoft Azure Attestation endpoint"),
     Spec("thim_url", _http_url, "IMDS THIM endpoint for the VCEK chain"),
     Spec("simulated_amd", _file, "simulated provider: the AMD bundle shared with `emulate`"),
+    Spec("tpm_tcti", _text, "azure-vtpm: TPM transport (TCTI), e.g. device:/dev/tpmrm0"),
+    Spec("tpm_pcrs", _pcrs, "azure-vtpm: sha256 PCRs quoted and bound into the key policy"),
+    Spec("tpm_event_log", _path, "azure-vtpm: TCG event log (absent: sent empty)"),
+    Spec("hcl_refresh_timeout", _seconds(0, 60), "azure-vtpm: wait for the HCL report refresh"),
     Spec("kms_backend", _choice(KMS_BACKENDS), "key release backend"),
     Spec("akv_vault_url", _https_url, "Key Vault or Managed HSM URL"),
     Spec("akv_key_name", _text, "the released key's name"),

@@ -441,6 +441,35 @@ def test_bad_settings_are_refused(settings: dict[str, object]) -> None:
         AzureVtpmConfig(**settings)  # type: ignore[arg-type]
 
 
+def test_the_provider_settings_come_from_the_gateways() -> None:
+    from gateway.config import load_settings
+
+    environ = {
+        "OHTTP_GATEWAY_DEV": "true",  # spares the MAA and KMS settings
+        "OHTTP_GATEWAY_TPM_TCTI": "swtpm:path=/tmp/x/s",
+        "OHTTP_GATEWAY_TPM_PCRS": "0,7,11",
+        "OHTTP_GATEWAY_TPM_EVENT_LOG": "/tmp/log.bin",
+        "OHTTP_GATEWAY_HCL_REFRESH_TIMEOUT": "0.5",
+    }
+    config = AzureVtpmConfig.from_settings(load_settings(environ=environ))
+    assert config == AzureVtpmConfig(
+        tcti="swtpm:path=/tmp/x/s",
+        pcrs=(0, 7, 11),
+        event_log_path=Path("/tmp/log.bin"),
+        report_refresh_timeout_s=0.5,
+    )
+    defaults = load_settings(environ={"OHTTP_GATEWAY_DEV": "true"})
+    assert AzureVtpmConfig.from_settings(defaults) == AzureVtpmConfig()
+
+
+@pytest.mark.parametrize("pcrs", ["", "0,24", "1,1", "a"])
+def test_bad_pcr_settings_are_refused(pcrs: str) -> None:
+    from gateway.config import load_settings
+
+    with pytest.raises(ConfigError, match="OHTTP_GATEWAY_TPM_PCRS"):
+        load_settings(environ={"OHTTP_GATEWAY_DEV": "true", "OHTTP_GATEWAY_TPM_PCRS": pcrs})
+
+
 def test_repr_hides_the_key_context(vtpm: swtpm.Swtpm) -> None:
     provider = provider_for(vtpm)
     collect(provider)

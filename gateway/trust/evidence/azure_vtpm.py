@@ -1,12 +1,14 @@
 """The ``azure-vtpm`` evidence provider: SEV-SNP evidence through an Azure CVM's vTPM.
 
 For AKS confidential node pools and Azure confidential VMs, where the SNP report is reachable only
-through the vTPM the paravisor (HCL) exposes. :meth:`AzureVtpmProvider.collect` takes the 64
-bytes of user-data the gateway binds (SHA-256 of its served ``application/ohttp-keys`` and a
-nonce) and the attestation nonce, and returns :class:`AzureVtpmEvidence`: everything MAA's
-``AzureGuest`` route needs.
+through the vTPM the paravisor (HCL) exposes. :meth:`AzureVtpmProvider.collect` (the
+``EvidenceProvider`` protocol of :mod:`gateway.trust.evidence`) takes the 64 bytes of user-data
+the gateway binds (:func:`gateway.trust.binding.user_data_for`) and optionally a nonce for the
+TPM's qualifying data (default SHA-256 of the user-data), and returns
+:class:`AzureVtpmEvidence`: ``AZURE_HCL`` evidence for MAA's SevSnpVm route, plus everything its
+``AzureGuest`` route needs. Settings: :meth:`AzureVtpmConfig.from_settings`.
 
-1. Write the user-data to NV ``0x01400002`` (defined as 64 bytes first, if absent).
+1. Write the user-data to NV ``0x01400002`` (defined as 64 bytes first, if absent; owner auth).
 2. Read the HCL report from NV ``0x01400001``, in chunks of TPM2_PT_NV_BUFFER_MAX. On Azure the
    HCL regenerates the report after a user-data write, its runtime claims carrying
    ``"user-data"``; the provider polls until the report carries ours, for at most
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.config import Settings
 from gateway.errors import (
     ConfigError,
     EvidenceError,
@@ -83,6 +86,16 @@ class AzureVtpmConfig:
             raise ConfigError("azure-vtpm PCR indexes must be within 0..23")
         if self.report_refresh_timeout_s < 0 or self.report_poll_interval_s <= 0:
             raise ConfigError("azure-vtpm report refresh timings must be positive")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AzureVtpmConfig:
+        """The provider's settings out of the gateway's (docs/configuration.md)."""
+        return cls(
+            tcti=settings.tpm_tcti,
+            pcrs=settings.tpm_pcrs,
+            event_log_path=settings.tpm_event_log,
+            report_refresh_timeout_s=settings.hcl_refresh_timeout,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
