@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import select
 import signal
 import socket
@@ -322,8 +323,11 @@ class BackendProcess:
 
     def __enter__(self) -> RunningBackend:
         command = [sys.executable, "-m", "gateway.demo.backend", *_arguments(self.settings)]
+        # The child imports the same gateway package as this process, wherever it runs from.
+        root = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))
         self._process = subprocess.Popen(  # noqa: S603  # our own module, fixed arguments
-            command, stdout=subprocess.PIPE, text=True
+            command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path}
         )
         stdout = self._process.stdout
         ready = stdout is not None and select.select([stdout], [], [], _STARTUP_TIMEOUT_SECONDS)[0]

@@ -15,6 +15,7 @@ import pytest
 from gateway.demo.backend import (
     BackendProcess,
     BackendSettings,
+    RunningBackend,
     add_arguments,
     settings_from,
 )
@@ -114,3 +115,8 @@ def test_phrases_come_from_options_and_a_file(tmp_path: Path) -> None:
 def test_bad_limits_are_refused(arguments: tuple[str, str]) -> None:
     with pytest.raises(ConfigError):
         parse(*arguments)
+
+
+def test_urls_bracket_ipv6_hosts() -> None:
+    assert RunningBackend("::1", 8000).url == "http://[::1]:8000"
+    assert RunningBackend("127.0.0.1", 8000).url == "http://127.0.0.1:8000"
