@@ -19,7 +19,6 @@ Never: shows keys in ``repr``; writes anything but the node key and certificates
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import ipaddress
 import os
@@ -31,11 +30,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from gateway.emulators.certs import certificate_builder, common_name
 from gateway.emulators.tls import EmulatorTls
-
-VALIDITY = datetime.timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -74,34 +72,15 @@ def merkle_path(index: int, leaves: list[bytes]) -> list[dict[str, str]]:
     ]
 
 
-def _certificate(
-    subject: str, public_key: ec.EllipticCurvePublicKey, issuer: x509.Name | None, signer: Any
-) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer or name)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False
-        )
-    )
-
-
 class Ledger:
     """The service and node identities and the transactions; see the module docstring."""
 
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self._service_key = ec.generate_private_key(ec.SECP384R1())
+        service, service_public = common_name("CCF Service"), self._service_key.public_key()
         self.service_cert = (
-            _certificate("CCF Service", self._service_key.public_key(), None, self._service_key)
+            certificate_builder(service, service, service_public, service_public)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .sign(self._service_key, hashes.SHA384())
         )
@@ -109,11 +88,8 @@ class Ledger:
         names: list[x509.GeneralName] = [x509.DNSName("localhost")]
         names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
         self.node_cert = (
-            _certificate(
-                "CCF Node",
-                self._node_key.public_key(),
-                self.service_cert.subject,
-                self._service_key,
+            certificate_builder(
+                common_name("CCF Node"), service, self._node_key.public_key(), service_public
             )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)

@@ -12,7 +12,6 @@ or shows its keys in ``repr``.
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import ipaddress
 import json
@@ -22,13 +21,9 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-VALIDITY = datetime.timedelta(days=30)
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+from gateway.emulators.certs import certificate_builder, common_name
 
 
 def _san(host: str) -> x509.GeneralName:
@@ -36,25 +31,6 @@ def _san(host: str) -> x509.GeneralName:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         return x509.DNSName(host)
-
-
-def _builder(
-    subject: x509.Name, issuer: x509.Name, key: rsa.RSAPublicKey, issuer_key: rsa.RSAPublicKey
-) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False
-        )
-    )
 
 
 def _key_usage(*, ca: bool) -> x509.KeyUsage:
@@ -76,16 +52,18 @@ class ReleaseSigner:
 
     def __init__(self, vault_host: str) -> None:
         root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        root_name = _name("ohttp-gateway Key Vault emulator root")
+        root_name = common_name("ohttp-gateway Key Vault emulator root")
         self.root = (
-            _builder(root_name, root_name, root_key.public_key(), root_key.public_key())
+            certificate_builder(root_name, root_name, root_key.public_key(), root_key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_key_usage(ca=True), critical=True)
             .sign(root_key, hashes.SHA256())
         )
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.leaf = (
-            _builder(_name(vault_host), root_name, self._key.public_key(), root_key.public_key())
+            certificate_builder(
+                common_name(vault_host), root_name, self._key.public_key(), root_key.public_key()
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(ca=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -32,9 +32,11 @@ from gateway.emulators.maa_verify import MaaPolicy, MaaVerifier
 from gateway.emulators.release_policy import ReleasePolicy
 from gateway.emulators.server import BackgroundServers, ServerGroup, bind_loopback, socket_url
 from gateway.emulators.tls import EmulatorTls
+from gateway.protocol.keys import KeyRing
+from gateway.protocol.ohttp import decapsulate_request, encapsulate_request
 from gateway.trust.binding import report_data_for
 from gateway.trust.evidence.simulated import AZURE_GUEST_POLICY, ReportFields, SimulatedAmd
-from gateway.trust.kms import WrappingKey
+from gateway.trust.kms import KmsBackend, ReleasedKey, WrappingKey
 from gateway.trust.maa import MaaClient
 from gateway.trust.maa_wire import SevSnpVmRequest, SnpEvidence
 from gateway.trust.policy import SnpPolicy
@@ -111,6 +113,39 @@ class World:
         monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
         monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
         monkeypatch.setenv("AZURE_AUTHORITY_HOST", self.urls["entra"] + "/")
+
+
+B = TypeVar("B", bound=KmsBackend)
+T = TypeVar("T")
+
+
+def run_backend(backend: B, call: Callable[[B], Awaitable[T]]) -> T:
+    """``call(backend)`` in a fresh event loop, the backend closed afterwards."""
+
+    async def go() -> T:
+        try:
+            return await call(backend)
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(go())
+
+
+def release(backend: KmsBackend, token: str, wrapping_key: WrappingKey) -> list[ReleasedKey]:
+    return list(run_backend(backend, lambda b: b.release(token, wrapping_key)))
+
+
+def assert_decrypts(released: ReleasedKey, published_hex: str | None = None) -> None:
+    """The released key decapsulates a request encapsulated to its config (RFC 9458)."""
+    key = released.gateway_key()
+    if published_hex is not None:
+        # The served config is byte for byte the one the KMS published (and its receipt binds).
+        assert key.config.encode().hex() == published_hex
+    request = b"\x00\x04POST\x05https\x09localhost\x06/score"
+    encapsulated, _ = encapsulate_request(key.config, key.suites[0], request)
+    plaintext, context = decapsulate_request(KeyRing([key]), encapsulated)
+    assert plaintext == request
+    assert context.header.key_id == released.key_id
 
 
 def rsa_wrapping_key(kid: str = "gateway-transfer-key", bits: int = 2048) -> WrappingKey:

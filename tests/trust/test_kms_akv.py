@@ -4,7 +4,6 @@ real MAA token from the MAA emulator; all HTTPS on loopback. Then every refusal,
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,16 +21,16 @@ from gateway.errors import (
     ReleaseSignatureInvalid,
     VaultHostMismatch,
 )
-from gateway.protocol.keys import KeyRing
-from gateway.protocol.ohttp import decapsulate_request, encapsulate_request
 from gateway.trust.evidence.simulated import SimulatedAmd
-from gateway.trust.kms import ReleasedKey, WrappingKey
+from gateway.trust.kms import WrappingKey
 from gateway.trust.kms.akv import AkvBackend
 from gateway.trust.kms.skr import ENC_HASHES
 from tests.support.kms_world import (
     KEY_NAME,
     MEASUREMENT,
     World,
+    assert_decrypts,
+    release,
     rsa_wrapping_key,
     running_world,
     sevsnp_policy,
@@ -69,25 +68,6 @@ def backend(
     options: dict[str, object] = {"trust_roots": [world.signer.root], "ca_bundle": world.ca}
     options.update(kw)
     return AkvBackend(world.urls["vault"], key_name, key_id=7, enc=enc, **options)  # type: ignore[arg-type]
-
-
-def release(akv: AkvBackend, token: str, wrapping_key: WrappingKey) -> list[ReleasedKey]:
-    async def go() -> list[ReleasedKey]:
-        try:
-            return await akv.release(token, wrapping_key)
-        finally:
-            await akv.aclose()
-
-    return asyncio.run(go())
-
-
-def assert_decrypts(released: ReleasedKey) -> None:
-    key = released.gateway_key()
-    request = b"\x00\x03GET\x05https\x09localhost\x01/"
-    encapsulated, _ = encapsulate_request(key.config, key.suites[0], request)
-    plaintext, context = decapsulate_request(KeyRing([key]), encapsulated)
-    assert plaintext == request
-    assert context.header.key_id == 7
 
 
 @pytest.mark.parametrize("enc", sorted(ENC_HASHES))
@@ -239,3 +219,15 @@ def test_policy_documents_parse(world: World) -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "release-policies"
     for path in sorted(docs.glob("*.json")):
         assert ReleasePolicy.parse(path.read_bytes()).authorities, path.name
+
+
+def test_default_azure_credential_when_so_configured(
+    world: World, wrapping_key: WrappingKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DefaultAzureCredential's chain finds workload identity first in a pod; a managed identity
+    # probe, were it reached, would go to a dead loopback port rather than to IMDS.
+    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
+    (released,) = release(
+        backend(world, credential="default"), world.token(wrapping_key), wrapping_key
+    )
+    assert_decrypts(released)

@@ -4,11 +4,9 @@ with receipts verified, 202 retries, rotation, and every refusal, each typed."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -20,21 +18,19 @@ from gateway.errors import (
     ReceiptSignatureInvalid,
     UnencryptedRelease,
 )
-from gateway.protocol.keys import KeyRing
-from gateway.protocol.ohttp import decapsulate_request, encapsulate_request
 from gateway.trust.evidence.simulated import SimulatedAmd
-from gateway.trust.kms import ReleasedKey, WrappingKey
+from gateway.trust.kms import WrappingKey
 from gateway.trust.kms.ccf import CcfBackend
 from gateway.trust.rest import RetryPolicy
 from tests.support.kms_world import (
     MEASUREMENT,
     World,
+    assert_decrypts,
     rsa_wrapping_key,
+    run_backend,
     running_world,
     sevsnp_policy,
 )
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -69,28 +65,8 @@ def backend(world: World, **options: object) -> CcfBackend:
     return CcfBackend(world.urls["kms"], world.ledger.service_cert, **quick)  # type: ignore[arg-type]
 
 
-def run(ccf: CcfBackend, call: Callable[[CcfBackend], Awaitable[T]]) -> T:
-    async def go() -> T:
-        try:
-            return await call(ccf)
-        finally:
-            await ccf.aclose()
-
-    return asyncio.run(go())
-
-
-def assert_decrypts(released: ReleasedKey, published_hex: str) -> None:
-    key = released.gateway_key()
-    # The served config is byte for byte the one the ledger receipt binds.
-    assert key.config.encode().hex() == published_hex
-    request = b"\x00\x04POST\x05https\x09localhost\x06/score"
-    encapsulated, _ = encapsulate_request(key.config, key.suites[0], request)
-    plaintext, _ = decapsulate_request(KeyRing([key]), encapsulated)
-    assert plaintext == request
-
-
 def test_listpubkeys_verifies_the_receipt_of_the_latest_key(world: World) -> None:
-    (published,) = run(backend(world), lambda c: c.list_public_keys())
+    (published,) = run_backend(backend(world), lambda c: c.list_public_keys())
     latest = world.kms.keys[world.kms.latest or 0]
     assert published.key_id == latest.kid
     assert published.public_key_hex == latest.public_key_hex
@@ -103,7 +79,7 @@ def test_release_yields_a_working_hpke_key_bound_by_its_receipt(
     started = time.perf_counter()
     token = world.token(wrapping_key)
     attested = time.perf_counter()
-    (released,) = run(backend(world), lambda c: c.release(token, wrapping_key))
+    (released,) = run_backend(backend(world), lambda c: c.release(token, wrapping_key))
     done = time.perf_counter()
     latest = world.kms.keys[world.kms.latest or 0]
     assert released.key_id == latest.kid
@@ -122,9 +98,9 @@ def test_rotation_new_kid_is_released_and_old_kid_stays_releasable(
     old = world.kms.latest or 0
     new = world.kms.refresh()
     token = world.token(wrapping_key)
-    (current,) = run(backend(world), lambda c: c.release(token, wrapping_key))
+    (current,) = run_backend(backend(world), lambda c: c.release(token, wrapping_key))
     assert current.key_id == new
-    previous = run(backend(world), lambda c: c.release_key(token, wrapping_key, old))
+    previous = run_backend(backend(world), lambda c: c.release_key(token, wrapping_key, old))
     assert previous.key_id == old
     assert_decrypts(previous, world.kms.keys[old].public_key_hex)
 
@@ -136,7 +112,7 @@ def test_pending_receipt_202_is_retried_then_served(
     world.kms.pending_polls = 2
     world.kms.refresh()
     token = world.token(wrapping_key)
-    (released,) = run(backend(world), lambda c: c.release(token, wrapping_key))
+    (released,) = run_backend(backend(world), lambda c: c.release(token, wrapping_key))
     assert released.key_id == world.kms.latest
 
 
@@ -144,30 +120,32 @@ def test_receipt_pending_forever_is_bounded(world: World, wrapping_key: Wrapping
     world.kms.pending_polls = 100
     world.kms.refresh()
     with pytest.raises(KeyReleaseError, match="pending"):
-        run(backend(world, pending_attempts=3), lambda c: c.list_public_keys())
+        run_backend(backend(world, pending_attempts=3), lambda c: c.list_public_keys())
 
 
 def test_tampered_receipt_is_refused(world: World, wrapping_key: WrappingKey) -> None:
     world.kms.faults.add("tamper_receipt")
     with pytest.raises(ReceiptSignatureInvalid):
-        run(backend(world), lambda c: c.list_public_keys())
+        run_backend(backend(world), lambda c: c.list_public_keys())
     token = world.token(wrapping_key)
     with pytest.raises(ReceiptSignatureInvalid):
-        run(backend(world), lambda c: c.release_key(token, wrapping_key, world.kms.latest or 0))
+        run_backend(
+            backend(world), lambda c: c.release_key(token, wrapping_key, world.kms.latest or 0)
+        )
 
 
 def test_corrupted_wrapped_key_is_refused(world: World, wrapping_key: WrappingKey) -> None:
     world.kms.faults.add("corrupt_wrapped_key")
     token = world.token(wrapping_key)
     with pytest.raises(KeyUnwrapFailed):
-        run(backend(world), lambda c: c.release(token, wrapping_key))
+        run_backend(backend(world), lambda c: c.release(token, wrapping_key))
 
 
 def test_key_released_in_clear_is_refused(world: World, wrapping_key: WrappingKey) -> None:
     world.kms.faults.add("ignore_encrypted")
     token = world.token(wrapping_key)
     with pytest.raises(UnencryptedRelease):
-        run(backend(world), lambda c: c.release(token, wrapping_key))
+        run_backend(backend(world), lambda c: c.release(token, wrapping_key))
 
 
 def test_emulator_refuses_an_unencrypted_release_request(
@@ -183,14 +161,14 @@ def test_emulator_refuses_an_unencrypted_release_request(
         )
         return response.status, response.json()
 
-    status, body = run(backend(world), ask)
+    status, body = run_backend(backend(world), ask)
     assert status == 400
     assert body["error"]["code"] == "EncryptionRequired"  # type: ignore[index]
 
 
 def _refusal(world: World, token: str, wrapping_key: WrappingKey) -> KeyReleaseRefused:
     with pytest.raises(KeyReleaseRefused) as caught:
-        run(backend(world), lambda c: c.release(token, wrapping_key))
+        run_backend(backend(world), lambda c: c.release(token, wrapping_key))
     return caught.value
 
 
@@ -207,7 +185,7 @@ def test_policy_requiring_another_measurement_is_refused_with_the_kms_reason(
         world.urls["maa"], {"claim": "x-ms-sevsnpvm-launchmeasurement", "equals": MEASUREMENT}
     )
     token = world.token(wrapping_key)
-    assert run(backend(world), lambda c: c.release(token, wrapping_key))
+    assert run_backend(backend(world), lambda c: c.release(token, wrapping_key))
 
 
 def test_policy_forbidding_debug_refuses_a_debuggable_guest(
@@ -225,7 +203,7 @@ def test_token_from_another_issuer_is_refused(world: World, wrapping_key: Wrappi
 def test_unknown_kid_is_refused(world: World, wrapping_key: WrappingKey) -> None:
     token = world.token(wrapping_key)
     with pytest.raises(KeyReleaseRefused) as caught:
-        run(backend(world), lambda c: c.release_key(token, wrapping_key, 250))
+        run_backend(backend(world), lambda c: c.release_key(token, wrapping_key, 250))
     assert caught.value.code == "KeyNotFound"
 
 
@@ -237,4 +215,4 @@ def test_tls_with_another_service_certificate_is_refused(world: World, tmp_path:
         world.urls["kms"], stranger, retry=RetryPolicy(attempts=1, base_delay=0, max_delay=0)
     )
     with pytest.raises(KeyReleaseError, match="TLS"):
-        run(ccf, lambda c: c.list_public_keys())
+        run_backend(ccf, lambda c: c.list_public_keys())

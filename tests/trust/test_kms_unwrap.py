@@ -227,3 +227,24 @@ def _json(data: bytes) -> bool:
         return isinstance(json.loads(data), dict)
     except (ValueError, UnicodeDecodeError):
         return False
+
+
+def test_cose_key_as_the_reference_kms_hand_builds_it() -> None:
+    # microsoft/azure-transparent-kms writes these bytes by hand (MaaWrapping.ts):
+    # a5 23 5830 d 21 5830 x 22 5830 y 20 02 04 kid
+    numbers = P384.private_numbers()
+    public = numbers.public_numbers
+
+    def field(label: int, value: int) -> bytes:
+        return bytes([label, 0x58, 0x30]) + value.to_bytes(48, "big")
+
+    data = (
+        b"\xa5"
+        + field(0x23, numbers.private_value)
+        + field(0x21, public.x)
+        + field(0x22, public.y)
+        + b"\x20\x02\x04\x11"
+    )
+    decoded = decode_cose_key(data)
+    assert decoded.key_id == 17
+    assert decoded.private_key.private_numbers() == numbers

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-from gateway.errors import KeyReleaseRefused, KeyUnwrapFailed, ReleasedKeyInvalid
+from gateway.errors import KeyReleaseRefused, KeyUnwrapFailed, ReleasedKeyInvalid, TpmError
 from gateway.protocol.keys import AeadId, GatewayKey, KdfId, KemId, SymmetricSuite
 from gateway.trust.jwk import rsa_public_jwk
 
@@ -55,6 +55,10 @@ _CURVES: dict[type[ec.EllipticCurve], tuple[KemId, tuple[SymmetricSuite, ...]]] 
 }
 
 
+TPM_WRAPPING_KEY_ID = "TpmEphemeralEncryptionKey"
+_TPM_OAEP = {"sha256": "oaep-sha256", "sha1": "oaep-sha1"}
+
+
 @dataclass(frozen=True)
 class WrappingKey:
     """The RSA key a KMS wraps released keys to, named by ``kid`` in the token's runtime keys.
@@ -74,6 +78,32 @@ class WrappingKey:
             return private_key.decrypt(ciphertext, oaep)
 
         return cls(kid, private_key.public_key(), decrypt)
+
+    @classmethod
+    def from_tpm(
+        cls, public_key: rsa.RSAPublicKey, decrypt: Callable[[bytes, str], bytes]
+    ) -> WrappingKey:
+        """The vTPM route: ``TpmEphemeralEncryptionKey``, decrypted inside the TPM.
+
+        ``decrypt(ciphertext, scheme)`` is the azure-vtpm provider's (``oaep-sha256`` or
+        ``oaep-sha1``). A TPM has no OAEP-SHA-384, so RSA_AES_KEY_WRAP_384 cannot be unwrapped
+        here: use _256 (the default) on this route. A ciphertext the TPM refuses is
+        :class:`KeyUnwrapFailed`; losing the TPM, its key or its PCR policy raises as the TPM
+        layer does, since only new evidence recovers from those.
+        """
+
+        def tpm_decrypt(ciphertext: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
+            scheme = _TPM_OAEP.get(algorithm.name)
+            if scheme is None:
+                raise KeyUnwrapFailed("the TPM cannot decrypt RSA-OAEP with this hash")
+            try:
+                return decrypt(ciphertext, scheme)
+            except TpmError as error:
+                if type(error) is not TpmError:
+                    raise  # unavailable, key lost, PCR policy: the lifecycle must re-attest
+                raise KeyUnwrapFailed("the TPM could not unwrap the released key") from error
+
+        return cls(TPM_WRAPPING_KEY_ID, public_key, tpm_decrypt)
 
     @property
     def modulus_bytes(self) -> int:
