@@ -13,8 +13,9 @@ The key and base nonce are derived exactly as for an RFC 9458 response (exporter
 ``"message/bhttp response"``, salt ``enc ‖ response_nonce``, HKDF labels "key" and "nonce"). Chunk
 i (the final one included) is sealed with ``aead_nonce XOR i`` (big-endian counter from 0).
 
-Guarantees: the encapsulator consumes its :class:`ServerResponseContext` (once) and never emits a
-chunk of more than 16 KiB plaintext or an empty non-final chunk. The decapsulator accepts arbitrary
+Guarantees: the encapsulator consumes its :class:`ServerResponseContext` (once), turns each input
+into one chunk (split only above :data:`AZURE_CHUNK`, 1 MiB), and never emits an empty non-final
+chunk. The decapsulator accepts arbitrary
 slices; framing faults (a zero-length non-final chunk, an over-long LEB128, a chunk above
 ``max_chunk_size``, bytes after the final chunk, a stream ending before the final chunk) raise
 :class:`AzureFramingError`, authentication failures :class:`ResponseDecryptionFailed`.
@@ -43,8 +44,11 @@ from gateway.protocol.varint import decode_leb128, encode_leb128
 
 __all__ = ["AZURE_CHUNK", "AzureResponseDecapsulator", "AzureResponseEncapsulator"]
 
-AZURE_CHUNK = 16384
-"""Plaintext bytes per chunk the encapsulator emits at most."""
+AZURE_CHUNK = DEFAULT_MAX_CHUNK_SIZE
+"""Plaintext bytes per chunk the encapsulator emits at most: each input becomes one chunk below
+this. Microsoft's client (``decapsulate_stream``) opens at most one chunk per network read, so
+splitting an upstream read into several chunks would strand the rest in its buffer; the server
+should also send each returned chunk as its own body write."""
 
 _FINAL_MARKER = b"\x00"
 

@@ -137,15 +137,19 @@ def test_round_trip_one_byte_slices(chunks: list[bytes]) -> None:
     assert decode(client, [bytes([b]) for b in encoded]) == b"".join(chunks)
 
 
-def test_large_bodies_split_at_16k() -> None:
+def test_one_chunk_per_input_split_only_above_1_mib() -> None:
+    # Microsoft's client opens one chunk per read: an upstream read must stay one chunk.
     server, client = pair(KemId.P384_SHA384, AZURE_SUITE)
     sender = AzureResponseEncapsulator(server)
     body = bytes(range(256)) * 200
-    encoded = sender.encapsulate_chunk(body) + sender.finish(body)
+    big = bytes(AZURE_CHUNK + 5)
+    encoded = [sender.start(), sender.encapsulate_chunk(body), sender.encapsulate_chunk(big)]
+    encoded.append(sender.finish(body))
+    assert len(encoded[1]) == 3 + len(body) + 16  # LEB128(51216) is 3 bytes: one chunk
     receiver = AzureResponseDecapsulator(client)
-    opened = receiver.feed(encoded) + receiver.finish()
-    assert b"".join(opened) == body * 2
-    assert max(map(len, opened)) == AZURE_CHUNK
+    opened = [chunk for piece in encoded for chunk in receiver.feed(piece)] + receiver.finish()
+    assert [len(c) for c in opened] == [len(body), AZURE_CHUNK, 5, len(body)]
+    assert b"".join(opened) == body + big + body
 
 
 # --- failures -------------------------------------------------------------------------------
