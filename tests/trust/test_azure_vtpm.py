@@ -260,6 +260,56 @@ def test_the_quote_follows_a_pcr_extend(vtpm: swtpm.Swtpm) -> None:
     )
 
 
+def test_a_pcr_extended_between_read_and_quote_is_retried(
+    vtpm: swtpm.Swtpm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.trust import tpm
+
+    real_quote = tpm.Tpm.quote
+    calls: list[int] = []
+
+    def quote_after_a_boot_event(self: tpm.Tpm, *args: object) -> tuple[bytes, bytes]:
+        calls.append(1)
+        if len(calls) == 1:  # a measurement lands between PCR_Read and Quote, on the real TPM
+            from tpm2_pytss import ESYS_TR, TPM2_ALG, TPML_DIGEST_VALUES, TPMT_HA, TPMU_HA
+
+            digest = TPMT_HA(hashAlg=TPM2_ALG.SHA256, digest=TPMU_HA(sha256=bytes(32)))
+            self._esapi.pcr_extend(ESYS_TR.PCR5, TPML_DIGEST_VALUES([digest]))
+        return real_quote(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tpm.Tpm, "quote", quote_after_a_boot_event)
+    evidence = collect(provider_for(vtpm))
+    assert len(calls) == 2
+    assert evidence.pcr_values[5] != bytes(32)
+    tpm_verify.verify_quote(
+        evidence.quote,
+        evidence.quote_signature,
+        tpm_verify.parse_public(evidence.aik_public),
+        nonce=NONCE,
+        pcrs=PCRS,
+        pcr_values=evidence.pcr_values,
+    )
+
+
+def test_all_24_pcrs_can_be_quoted(vtpm: swtpm.Swtpm) -> None:
+    every = tuple(range(24))  # more than one PCR_Read answers (8 digests each)
+    swtpm.pcr_extend(vtpm.tcti, 23)
+    provider = provider_for(vtpm, pcrs=every)
+    evidence = collect(provider)
+    assert sorted(evidence.pcr_values) == list(every)
+    aik = tpm_verify.parse_public(evidence.aik_public)
+    tpm_verify.verify_quote(
+        evidence.quote,
+        evidence.quote_signature,
+        aik,
+        nonce=NONCE,
+        pcrs=every,
+        pcr_values=evidence.pcr_values,
+    )
+    key = tpm_verify.parse_public(evidence.encryption_key_public).public_key
+    assert provider.decrypt(key.encrypt(SECRET, PADDINGS["rsaes"]), "rsaes") == SECRET
+
+
 def test_offline_policy_digest_equals_the_tpms(vtpm: swtpm.Swtpm) -> None:
     from gateway.trust.tpm import open_tpm
 
