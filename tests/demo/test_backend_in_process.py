@@ -57,6 +57,15 @@ async def test_async_sdk(backend: RunningBackend) -> None:
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_concurrent_requests_queue_for_the_worker(backend: RunningBackend) -> None:
+    async with client(backend) as sdk:
+        results = await asyncio.gather(
+            *(sdk.audio.transcriptions.create(file=SAMPLE_AUDIO, model="w") for _ in range(4))
+        )
+    assert [result.text for result in results] == [SAMPLE_TEXT] * 4
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_long_audio_is_decoded_segment_by_segment(backend: RunningBackend) -> None:
     async with client(backend) as sdk:
         verbose = await sdk.audio.transcriptions.create(

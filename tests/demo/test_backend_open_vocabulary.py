@@ -7,6 +7,8 @@ Measured with pocketsphinx 5.1.1 (see the report / bench/demo_backend.py): the 1
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -43,6 +45,25 @@ def test_transcripts_are_close_to_the_sentence_and_repeatable(
     assert word_overlap(SAMPLE_TEXT, low_rate) >= 0.75
     # The decoder's normalisation is reset per request: what came before changes nothing.
     assert again == first
+
+
+def test_health_answers_while_a_decode_runs(open_backend: RunningBackend) -> None:
+    # PocketSphinx holds the GIL for a whole decode; in a worker process it cannot stall the
+    # server's event loop. Were it decoded in the server, a poll would wait the whole decode.
+    client = sdk(open_backend)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        request = pool.submit(client.audio.transcriptions.create, file=SAMPLE_AUDIO, model="w")
+        latencies = []
+        while not request.done():
+            polled = time.monotonic()
+            assert get(open_backend, "/health").status == 200
+            latencies.append(time.monotonic() - polled)
+            time.sleep(0.02)
+        assert request.result().text
+        decode = time.monotonic() - started
+    assert len(latencies) >= 3
+    assert max(latencies) < decode / 2
 
 
 def test_word_overlap_measure() -> None:
