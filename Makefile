@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXTRAS := test,demo,tpm
 
-.PHONY: test demo check lint typecheck unit fuzz-long bench system-deps venv clean
+.PHONY: test demo check lint typecheck unit fuzz-long bench bench-gateway system-deps venv clean
 
 test: check
 
@@ -38,6 +38,11 @@ fuzz-long: venv
 
 bench: venv
 	$(BIN)/python -m bench.protocol_bench
+
+# Gateway vs plain reverse proxy vs upstream direct, under wrk (several minutes; see the module).
+bench-gateway: venv
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python -m bench.gateway_bench
 
 demo: venv
 	$(BIN)/ohttp-gateway demo

@@ -5,6 +5,7 @@ the request's query string, which the gateway forwards unchanged:
 
 * (nothing): JSON describing what arrived: method, path, query, headers, host, byte count and
   SHA-256 of the body (read as a stream, so 25 MiB uploads cost no memory);
+* ``sink=1``: only ``{"received": n}`` (no hashing: the benchmark's cheap upstream);
 * ``echo=1``: the request body back, with its content type;
 * ``status=N``: answer with status N;
 * ``size=N``: a body of N bytes;
@@ -66,6 +67,12 @@ def build_double(stats: Stats) -> Starlette:
     async def handle(request: Request) -> Response:
         stats.requests += 1
         query = request.query_params
+        if "sink" in query:
+            received = 0
+            async for chunk in request.stream():
+                received += len(chunk)
+            stats.completed += 1
+            return JSONResponse({"received": received})
         digest, received, kept = hashlib.sha256(), 0, bytearray()
         async for chunk in request.stream():
             digest.update(chunk)
