@@ -49,7 +49,12 @@ class GatewayProcess:
     """``ohttp-gateway serve --dev`` in a child process."""
 
     def __init__(
-        self, upstream: str, log_path: Path, *extra: str, env: dict[str, str] | None = None
+        self,
+        upstream: str,
+        log_path: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        seed: bool = True,
     ) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
@@ -60,8 +65,7 @@ class GatewayProcess:
             "gateway.cli",
             "serve",
             "--dev",
-            "--dev-seed",
-            DEV_SEED,
+            *(("--dev-seed", DEV_SEED) if seed else ()),
             "--port",
             str(self.port),
             "--metrics-port",
