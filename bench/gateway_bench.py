@@ -149,7 +149,8 @@ def run_wrk(url: str, bodies: Path, media: str, connections: int, duration: floa
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is missing: run scripts/system-deps (Debian package wrk)")
-    args = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "60s"]
+    seconds = max(1, round(duration))
+    args = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "60s"]
     args += ["-s", str(ROOT / "bench" / "bodies.lua"), url, "--", str(bodies), media]
     output = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     row = Row("", "", connections)
