@@ -94,7 +94,8 @@ The tree::
     │   │   │   ├── TpmSignatureInvalid                    AIK signature does not verify
     │   │   │   ├── TpmNonceMismatch                       qualifying data is not the nonce
     │   │   │   ├── QuotePcrMismatch                       wrong PCR selection or digest
-    │   │   │   └── CertifiedKeyMismatch                   certified key / AIK not as required
+    │   │   │   ├── CertifiedKeyMismatch                   certified key / AIK not as required
+    │   │   │   └── UntrustedAik                           AIK cert not from a trusted vTPM CA
     │   │   └── ReceiptError                               CCF ledger receipt refused
     │   │       ├── MalformedReceipt                       receipt JSON/cert unparsable
     │   │       ├── ReceiptClaimsMismatch                  claims_digest != SHA-256(key hex)
@@ -862,6 +863,12 @@ class CertifiedKeyMismatch(TpmVerificationError):
     """Certified key or AIK is not the one required."""
 
     reason = "certified_key"
+
+
+class UntrustedAik(TpmVerificationError):
+    """AIK certificate is not issued by a trusted vTPM CA."""
+
+    reason = "untrusted_aik"
 
 
 # --- configuration -------------------------------------------------------------------------

@@ -7,7 +7,8 @@ Accepts the issuer URL (the emulator's own ``https://127.0.0.1:PORT``, no traili
 * ``/certs`` is a JWKS whose keys carry ``x5c`` only (no ``n``/``e``), so verifiers must build
   the key from the certificate, as they must for the real service;
 * the certificate is self-signed RSA with CN = the issuer URL;
-* ``kid`` is the base64 SHA-256 thumbprint of the certificate.
+* ``kid`` is the base64 SHA-256 of the public key (SubjectPublicKeyInfo), so it stays the same
+  across restarts when the key is kept in a file, and tokens issued before a restart verify.
 
 Never: signs with anything but RS256, or exposes the private key (repr hides it).
 """
@@ -39,8 +40,11 @@ class TokenSigner:
         self.issuer = issuer.rstrip("/")
         self._key = _load_or_create_key(key_path)
         self.certificate = _self_signed(self._key, self.issuer)
+        spki = self._key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.kid = base64.b64encode(hashlib.sha256(spki).digest()).decode()
         der = self.certificate.public_bytes(serialization.Encoding.DER)
-        self.kid = base64.b64encode(hashlib.sha256(der).digest()).decode()
         self._x5c = base64.b64encode(der).decode()
 
     def __repr__(self) -> str:

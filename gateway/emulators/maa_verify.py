@@ -10,8 +10,9 @@ Guarantees, for ``SevSnpVm``, in MAA's order, each refusal its own typed error:
 4. the attestation policy holds (debug refused unless allowed, VMPL, ...);
 5. REPORT_DATA = SHA-256(runtimeData) ‖ zeros, and HOST_DATA = SHA-256(initTimeData) if sent;
 
-then returns the token's claims. ``AzureGuest`` adds the vTPM checks in
-:mod:`gateway.emulators.maa_guest`. Never: issues claims for evidence that failed any step.
+then returns the token's claims. ``AzureGuest`` runs 1 to 5 on its SNP evidence and HCL runtime
+claims, then the vTPM checks of :mod:`gateway.emulators.maa_guest`. Never: issues claims for
+evidence that failed any step.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography import x509
+
 from gateway.emulators import maa_claims
 from gateway.emulators.maa import VerifiedGuest
-from gateway.errors import EvidenceError, InitTimeDataMismatch
+from gateway.emulators.maa_guest import GuestChecks
+from gateway.errors import InitTimeDataMismatch
 from gateway.trust.amd import AmdTrust, parse_pem_chain
 from gateway.trust.maa_wire import AzureGuestRequest, SevSnpVmRequest, SnpEvidence
 from gateway.trust.policy import SnpPolicy
@@ -46,6 +50,9 @@ class MaaPolicy:
 
     snp: SnpPolicy = field(default_factory=SnpPolicy)
     required_pcrs: tuple[int, ...] = DEFAULT_PCRS
+    # The vTPM CAs an AIK certificate must be issued by (Azure's, in the real service); None
+    # skips the issuer check, for vTPMs provisioned without a CA.
+    aik_roots: tuple[x509.Certificate, ...] | None = None
 
 
 class MaaVerifier:
@@ -62,14 +69,16 @@ class MaaVerifier:
         self.policy = policy or MaaPolicy()
         self._clock = clock
 
+    def _now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
+
     def verify_snp(self, evidence: SnpEvidence, runtime_data: bytes) -> VerifiedEvidence:
         """Steps 1 to 5 (without init-time data): the platform, the policy, the binding."""
-        now = datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
         return verify_snp_evidence(
             evidence.report,
             parse_pem_chain(evidence.vcek_cert_chain),
             trust=self.trust,
-            now=now,
+            now=self._now(),
             policy=self.policy.snp,
             runtime_data=runtime_data,
         )
@@ -85,5 +94,10 @@ class MaaVerifier:
         )
 
     def azure_guest(self, request: AzureGuestRequest) -> VerifiedGuest:
-        # Until the vTPM verifier (gateway.trust.tpm_verify) is on main.
-        raise EvidenceError("AzureGuest evidence is not supported yet")
+        verified = self.verify_snp(request.snp, request.runtime_data)
+        checks = GuestChecks(
+            required_pcrs=self.policy.required_pcrs,
+            aik_roots=self.policy.aik_roots,
+            now=self._now(),
+        )
+        return checks.verify(request, verified)

@@ -35,10 +35,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import AttestationRefused, AttestationServiceError, ConfigError
+from gateway.trust.evidence.azure_vtpm import AzureVtpmEvidence
 from gateway.trust.maa_wire import (
     AzureGuestRequest,
     SealedToken,
     SevSnpVmRequest,
+    SnpEvidence,
+    TpmEvidence,
+    client_payload_for,
     decode_cloud_error,
     decode_token_answer,
 )
@@ -140,6 +144,28 @@ class MaaClient:
         if not isinstance(document, dict):
             raise AttestationServiceError("MAA answered with malformed JSON")
         return document
+
+
+def azure_guest_request(evidence: AzureVtpmEvidence, vcek_cert_chain: bytes) -> AzureGuestRequest:
+    """The AzureGuest body for what the vTPM provider collected, with the VCEK chain (PEM) from
+    THIM; the quote's qualifying data goes in ``ClientPayload`` (see :mod:`maa_wire`)."""
+    tpm = TpmEvidence(
+        aik_cert=evidence.aik_certificate,
+        aik_pub=evidence.aik_public,
+        pcr_quote=evidence.quote,
+        pcr_signature=evidence.quote_signature,
+        pcrs=tuple((index, evidence.pcr_values[index]) for index in sorted(evidence.pcrs)),
+        enc_key_pub=evidence.encryption_key_public,
+        enc_key_certify_info=evidence.certify_info,
+        enc_key_certify_info_signature=evidence.certify_signature,
+    )
+    return AzureGuestRequest(
+        tpm=tpm,
+        snp=SnpEvidence(evidence.snp_report, vcek_cert_chain),
+        runtime_data=evidence.runtime_data,
+        tcg_logs=evidence.event_log,
+        client_payload=client_payload_for(evidence.nonce),
+    )
 
 
 def _raise_for_refusal(response: RestResponse) -> None:

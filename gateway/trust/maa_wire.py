@@ -15,6 +15,9 @@ emulator cannot drift apart. Shapes, from Azure's REST spec and Microsoft's own 
   OS fields, ``TcgLogs``, ``ClientPayload``, ``TpmInfo`` (standard base64 fields) and
   ``IsolationInfo {"Type": "SevSnp", "Evidence": {"Proof": b64url(JSON {SnpReport,
   VcekCertChain}), "RunTimeData": b64url(HCL runtime claims)}}``.
+* The attestation nonce of ``AzureGuest`` (the TPM quote's and certification's qualifying data)
+  travels in ``ClientPayload`` as ``{"nonce": hex}``, which MAA echoes as
+  ``x-ms-runtime.client-payload``; the protocol has no other place for a verifier's challenge.
 * The sealed ``AzureGuest`` answer: ``{"token": b64url(JSON {"EncryptedInnerKey",
   "EncryptionParams": {"Iv"}, "AuthenticationData", "Jwt"})}`` (standard base64 values): the JWT
   under AES-GCM with AAD ``"Transport Key"``, the tag apart, the AES key encrypted to the TPM
@@ -310,6 +313,21 @@ class AzureGuestRequest:
                 build=_b64_text(info, "OSBuild"),
             ),
         )
+
+
+def client_payload_for(nonce: bytes) -> bytes:
+    """The ``ClientPayload`` that carries the quote's qualifying data."""
+    return json.dumps({"nonce": nonce.hex()}, separators=(",", ":")).encode()
+
+
+def nonce_from_client_payload(client_payload: bytes) -> bytes:
+    """The qualifying data a ``ClientPayload`` announces; empty when it names none."""
+    if not client_payload:
+        return b""
+    nonce = _json_object(client_payload, "ClientPayload").get("nonce", "")
+    if not isinstance(nonce, str) or not re.fullmatch(r"(?:[0-9a-f]{2}){0,64}", nonce):
+        raise EvidenceError("ClientPayload nonce is not lowercase hex of at most 64 bytes")
+    return bytes.fromhex(nonce)
 
 
 def _b64_text(document: dict[str, Any], name: str) -> str:

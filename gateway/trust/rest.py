@@ -22,6 +22,7 @@ against a CA bundle added to the system roots.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import ssl
@@ -73,11 +74,26 @@ class RestResponse:
 
 
 def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """System roots plus ``ca_bundle``, with hostname checks on."""
+    """System roots plus ``ca_bundle``, with hostname checks on.
+
+    Loading the system roots takes ~100 ms, so contexts are shared per (bundle, its mtime): a
+    regenerated bundle at the same path gets a fresh context.
+    """
+    if ca_bundle is None:
+        return _context(None, 0)
+    try:
+        mtime = ca_bundle.stat().st_mtime_ns
+    except OSError as error:
+        raise ConfigError("the CA bundle cannot be read") from error
+    return _context(str(ca_bundle), mtime)
+
+
+@functools.lru_cache(maxsize=8)
+def _context(ca_bundle: str | None, mtime_ns: int) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if ca_bundle is not None:
         try:
-            context.load_verify_locations(cafile=str(ca_bundle))
+            context.load_verify_locations(cafile=ca_bundle)
         except (OSError, ssl.SSLError) as error:
             raise ConfigError("the CA bundle cannot be read") from error
     return context

@@ -18,8 +18,10 @@ from gateway.trust.maa_wire import (
     SnpEvidence,
     TpmEvidence,
     b64url,
+    client_payload_for,
     decode_cloud_error,
     decode_token_answer,
+    nonce_from_client_payload,
     seal_token,
 )
 from tests.support.fuzzing import assert_parses_or_raises_ours, cases
@@ -140,6 +142,18 @@ def test_sealed_token_opens_with_the_tpm_key_and_aad_transport_key() -> None:
         tampered.open(inner_key)
 
 
+def test_the_nonce_travels_in_the_client_payload() -> None:
+    nonce = bytes(range(32))
+    assert nonce_from_client_payload(client_payload_for(nonce)) == nonce
+    assert nonce_from_client_payload(b"") == b""
+    assert nonce_from_client_payload(b"{}") == b""
+    for payload in (b'{"nonce": "ABCD"}', b'{"nonce": "abc"}', b'{"nonce": 5}', b"[]"):
+        with pytest.raises(EvidenceError):
+            nonce_from_client_payload(payload)
+    with pytest.raises(EvidenceError):
+        nonce_from_client_payload(client_payload_for(bytes(65)))
+
+
 def test_answers_and_cloud_errors() -> None:
     assert decode_token_answer(b'{"token": "a.b.c"}') == "a.b.c"
     with pytest.raises(VerificationError):
@@ -168,6 +182,7 @@ def test_fuzz_decoders() -> None:
         (lambda d: SealedToken.decode(d.decode("latin-1")), sealed),
         (decode_cloud_error, b'{"error": {"code": "X", "innererror": {"code": "Y"}}}'),
         (decode_token_answer, b'{"token": "a.b.c"}'),
+        (nonce_from_client_payload, client_payload_for(b"nonce")),
     ]
     for index, (decode, seed) in enumerate(decoders):
         for data in cases([seed], count=1500, seed=index):
