@@ -74,29 +74,33 @@ class RestResponse:
 
 
 def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """System roots plus ``ca_bundle``, with hostname checks on.
+    """A new context: system roots plus ``ca_bundle``, with hostname checks on. Callers may add
+    trust anchors to it (the confidential KMS pins its service certificate)."""
+    context = ssl.create_default_context()
+    if ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_bundle))
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigError("the CA bundle cannot be read") from error
+    return context
 
-    Loading the system roots takes ~100 ms, so contexts are shared per (bundle, its mtime): a
-    regenerated bundle at the same path gets a fresh context.
-    """
+
+def shared_ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """Like :func:`ssl_context`, but one context per (bundle, its mtime), never to be modified:
+    loading the system roots takes ~100 ms, too much for every client. A bundle regenerated at
+    the same path gets a new context."""
     if ca_bundle is None:
-        return _context(None, 0)
+        return _shared(None, 0)
     try:
         mtime = ca_bundle.stat().st_mtime_ns
     except OSError as error:
         raise ConfigError("the CA bundle cannot be read") from error
-    return _context(str(ca_bundle), mtime)
+    return _shared(ca_bundle, mtime)
 
 
 @functools.lru_cache(maxsize=8)
-def _context(ca_bundle: str | None, mtime_ns: int) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if ca_bundle is not None:
-        try:
-            context.load_verify_locations(cafile=ca_bundle)
-        except (OSError, ssl.SSLError) as error:
-            raise ConfigError("the CA bundle cannot be read") from error
-    return context
+def _shared(ca_bundle: Path | None, mtime_ns: int) -> ssl.SSLContext:
+    return ssl_context(ca_bundle)
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -123,7 +127,7 @@ class RestClient:
         self._error = error
         # ``context``: callers with their own trust anchors (the confidential KMS's pinned
         # service certificate); it must verify as strictly as ``ssl_context`` does.
-        self._ssl = context or ssl_context(ca_bundle)
+        self._ssl = context or shared_ssl_context(ca_bundle)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = retry or RetryPolicy()
         self._max_body = max_body
