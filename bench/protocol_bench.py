@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few runs, for a smoke test")
     args = parser.parse_args()
     small_runs, small_warmup = (20, 5) if args.quick else (300, 50)
-    large_runs, large_warmup = (3, 1) if args.quick else (9, 2)
+    large_runs, large_warmup = (3, 1) if args.quick else (15, 3)
     print(__doc__.split("\n\n")[1])
     print(f"\nSmall bodies: median of {small_runs} after {small_warmup} warmup runs.")
     print(f"25 MiB bodies: median of {large_runs} after {large_warmup} warmup runs.\n")
