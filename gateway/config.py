@@ -35,6 +35,7 @@ DEFAULT_ALLOWED_PATHS = (
 )
 
 EVIDENCE_PROVIDERS = ("azure-vtpm", "sev-guest", "simulated")
+SEV_GUEST_TRANSPORTS = ("auto", "configfs", "ioctl", "legacy-ioctl")
 KMS_BACKENDS = ("akv", "ccf", "dev")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _PATH_PATTERN = re.compile(r"^(/([A-Za-z0-9._~-]+|\{name\}))+$")
@@ -91,6 +92,12 @@ class Settings:
     tpm_pcrs: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
     tpm_event_log: Path = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
     hcl_refresh_timeout: float = 3.0
+    sev_guest_transport: str = "auto"
+    sev_guest_device: Path = Path("/dev/sev-guest")
+    sev_guest_legacy_device: Path = Path("/dev/sev")
+    tsm_report_dir: Path = Path("/sys/kernel/config/tsm/report")
+    sev_guest_vmpl: int = 0
+    host_amd_certs: Path | None = None
     kms_backend: str = "akv"
     akv_vault_url: str | None = None
     akv_key_name: str | None = None
@@ -278,6 +285,12 @@ SPECS: tuple[Spec, ...] = (
     Spec("tpm_pcrs", _pcrs, "azure-vtpm: sha256 PCRs quoted and bound into the key policy"),
     Spec("tpm_event_log", _path, "azure-vtpm: TCG event log (absent: sent empty)"),
     Spec("hcl_refresh_timeout", _seconds(0, 60), "azure-vtpm: wait for the HCL report refresh"),
+    Spec("sev_guest_transport", _choice(SEV_GUEST_TRANSPORTS), "sev-guest: report interface"),
+    Spec("sev_guest_device", _path, "sev-guest: SNP guest device (Linux 6.x)"),
+    Spec("sev_guest_legacy_device", _path, "sev-guest: SNP guest device (Linux 5.x)"),
+    Spec("tsm_report_dir", _path, "sev-guest: configfs-tsm report directory"),
+    Spec("sev_guest_vmpl", _integer(0, 3), "sev-guest: VMPL to request the report at"),
+    Spec("host_amd_certs", _file, "sev-guest: host VCEK chain (THIM JSON or PEM), else THIM"),
     Spec("kms_backend", _choice(KMS_BACKENDS), "key release backend"),
     Spec("akv_vault_url", _https_url, "Key Vault or Managed HSM URL"),
     Spec("akv_key_name", _text, "the released key's name"),

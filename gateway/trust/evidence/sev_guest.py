@@ -48,7 +48,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gateway.config import Settings
 from gateway.errors import ConfigError, EvidenceDeviceError, MalformedCertificates
+from gateway.trust.amd import parse_cert_bundle
 from gateway.trust.binding import REPORT_DATA_SIZE, report_data_for
 from gateway.trust.evidence import Evidence, EvidenceKind, require_user_data, runtime_data_for
 from gateway.trust.snp import REPORT_SIZE, parse_report
@@ -242,11 +244,19 @@ def _read_optional(path: Path) -> bytes:
 
 
 Transport = IoctlTransport | ConfigfsTransport
+TransportChoice = Literal["auto", "configfs", "ioctl", "legacy-ioctl"]
+
+
+def _transport_choice(value: str) -> TransportChoice:
+    for choice in ("auto", "configfs", "ioctl", "legacy-ioctl"):
+        if value == choice:
+            return choice
+    raise ConfigError("unknown sev-guest transport")
 
 
 def choose_transport(
     paths: SevGuestPaths,
-    prefer: Literal["auto", "configfs", "ioctl", "legacy-ioctl"] = "auto",
+    prefer: TransportChoice = "auto",
     *,
     ioctl: IoctlFn = fcntl.ioctl,
     make_entry: MakeEntry = os.mkdir,
@@ -282,6 +292,24 @@ class SevGuestEvidenceProvider:
         self.transport, self.vmpl, self._bits = transport, vmpl, wrapping_key_bits
         self._cert_chain = cert_chain  # e.g. from UVM_HOST_AMD_CERTIFICATE; else THIM
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SevGuestEvidenceProvider:
+        """The provider the gateway's settings describe (docs/configuration.md)."""
+        paths = SevGuestPaths(
+            device=settings.sev_guest_device,
+            legacy_device=settings.sev_guest_legacy_device,
+            configfs=settings.tsm_report_dir,
+        )
+        transport = choose_transport(paths, _transport_choice(settings.sev_guest_transport))
+        cert_chain = b""
+        if settings.host_amd_certs is not None:
+            try:
+                bundle = settings.host_amd_certs.read_bytes()
+            except OSError as error:
+                raise ConfigError("cannot read the host AMD certificates") from error
+            cert_chain = parse_cert_bundle(bundle).to_pem()
+        return cls(transport, vmpl=settings.sev_guest_vmpl, cert_chain=cert_chain)
 
     def collect(self, user_data: bytes) -> Evidence:
         user_data = require_user_data(user_data)

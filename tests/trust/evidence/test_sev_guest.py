@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import json
 import struct
 import threading
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config import Settings, load_settings
 from gateway.errors import (
     ConfigError,
     EvidenceDeviceError,
@@ -283,3 +285,58 @@ def test_fuzz_report_response(simulated_amd: SimulatedAmd) -> None:
     response = struct.pack("<II24x", 0, 1184) + simulated_amd.report()
     for data in cases([response], 2000, seed=32):
         assert_parses_or_raises_ours(parse_report_response, data)
+
+
+def _settings(tmp_path: Path, **env: str) -> Settings:
+    environ = {
+        "OHTTP_GATEWAY_DEV": "true",
+        "OHTTP_GATEWAY_SEV_GUEST_DEVICE": str(tmp_path / "sev-guest"),
+        "OHTTP_GATEWAY_SEV_GUEST_LEGACY_DEVICE": str(tmp_path / "sev"),
+        "OHTTP_GATEWAY_TSM_REPORT_DIR": str(tmp_path / "tsm"),
+    }
+    environ.update({f"OHTTP_GATEWAY_{k.upper()}": v for k, v in env.items()})
+    return load_settings(environ=environ)
+
+
+def test_from_settings(tmp_path: Path, simulated_amd: SimulatedAmd) -> None:
+    with pytest.raises(EvidenceDeviceError, match="no SEV-SNP guest device"):
+        SevGuestEvidenceProvider.from_settings(_settings(tmp_path))
+    (tmp_path / "sev").write_bytes(b"")
+    provider = SevGuestEvidenceProvider.from_settings(_settings(tmp_path, sev_guest_vmpl="1"))
+    assert isinstance(provider.transport, IoctlTransport)
+    assert provider.transport.legacy
+    assert provider.vmpl == 1
+    (tmp_path / "tsm").mkdir()
+    chosen = SevGuestEvidenceProvider.from_settings(_settings(tmp_path)).transport
+    assert isinstance(chosen, ConfigfsTransport)
+    assert chosen.root == tmp_path / "tsm"
+    forced = _settings(tmp_path, sev_guest_transport="legacy-ioctl")
+    assert isinstance(SevGuestEvidenceProvider.from_settings(forced).transport, IoctlTransport)
+
+
+def test_host_certificates_from_settings(tmp_path: Path, simulated_amd: SimulatedAmd) -> None:
+    (tmp_path / "sev-guest").write_bytes(b"")
+    certs = tmp_path / "host-amd-cert-base64"
+    certs.write_bytes(base64.b64encode(simulated_amd.thim_bundle()))  # as ACI/Kata deliver it
+    kernel = FakeSevGuestKernel(simulated_amd)
+    provider = SevGuestEvidenceProvider.from_settings(
+        _settings(tmp_path, host_amd_certs=str(certs))
+    )
+    assert isinstance(provider.transport, IoctlTransport)
+    provider.transport = IoctlTransport(provider.transport.device, ioctl=kernel.ioctl)
+    evidence = provider.collect(USER_DATA)
+    assert parse_cert_bundle(evidence.cert_chain) == simulated_amd.cert_chain()
+    _verify(evidence.report, evidence.runtime_data, simulated_amd, evidence.cert_chain)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"sev_guest_transport": "mmio"}, "SEV_GUEST_TRANSPORT"),
+        ({"sev_guest_vmpl": "4"}, "SEV_GUEST_VMPL"),
+        ({"host_amd_certs": "/nonexistent"}, "HOST_AMD_CERTS"),
+    ],
+)
+def test_bad_settings(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _settings(tmp_path, **env)
