@@ -11,6 +11,8 @@ optional extra CA bundle, a timeout and a retry policy. Guarantees:
   ``decrypt_inner_key`` callable the vTPM provider supplies (TPM2_RSA_Decrypt under the PCR
   policy) followed by AES-GCM with AAD ``"Transport Key"``; returns the JWT;
 * ``signing_keys``: the JWKS from ``{maa}/certs`` (the pinned issuer's, never a token's ``jku``);
+* :func:`attest_evidence`: any evidence provider's output to a token, picking the route and
+  fetching the VCEK chain from THIM when the evidence carries none;
 * TLS is verified; 429/5xx are retried with jittered backoff (:mod:`gateway.trust.rest`);
   4xx refusals raise :class:`AttestationRefused` with MAA's error code.
 
@@ -35,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import AttestationRefused, AttestationServiceError, ConfigError
+from gateway.trust.evidence import Evidence
 from gateway.trust.evidence.azure_vtpm import AzureVtpmEvidence
 from gateway.trust.maa_wire import (
     AzureGuestRequest,
@@ -47,6 +50,7 @@ from gateway.trust.maa_wire import (
     decode_token_answer,
 )
 from gateway.trust.rest import RestClient, RestResponse, RetryPolicy
+from gateway.trust.thim import THIM_URL, fetch_vcek_chain
 
 SEV_SNP_VM_API_VERSION = "2022-08-01"
 AZURE_GUEST_API_VERSION = "2020-10-01"
@@ -144,6 +148,31 @@ class MaaClient:
         if not isinstance(document, dict):
             raise AttestationServiceError("MAA answered with malformed JSON")
         return document
+
+
+async def attest_evidence(
+    maa: MaaClient,
+    evidence: Evidence,
+    *,
+    thim_url: str = THIM_URL,
+    nonce: str | None = None,
+    decrypt_inner_key: DecryptInnerKey | None = None,
+) -> str:
+    """Any provider's evidence to an MAA token, by the route that fits it.
+
+    ``azure-vtpm`` evidence goes to AzureGuest, and ``decrypt_inner_key`` (the provider's TPM
+    decrypt, RSAES) opens the sealed answer; other evidence (``sev-guest``, ``simulated``, of
+    either kind) goes to SevSnpVm with its runtime data and ``nonce``. The VCEK chain is the
+    evidence's own when it has one, else THIM's at ``thim_url``.
+    """
+    chain = evidence.cert_chain or (await fetch_vcek_chain(thim_url)).to_pem()
+    if isinstance(evidence, AzureVtpmEvidence):
+        if decrypt_inner_key is None:
+            raise ConfigError("AzureGuest attestation needs the vTPM's decrypt")
+        request = azure_guest_request(evidence, chain)
+        return await maa.attest_azure_guest(request, decrypt_inner_key)
+    snp = SnpEvidence(evidence.snp_report, chain)
+    return await maa.attest_sev_snp_vm(SevSnpVmRequest(snp, evidence.runtime_data, nonce=nonce))
 
 
 def azure_guest_request(evidence: AzureVtpmEvidence, vcek_cert_chain: bytes) -> AzureGuestRequest:

@@ -22,13 +22,13 @@ from gateway.emulators.maa_signing import TokenSigner
 from gateway.emulators.maa_verify import MaaPolicy, MaaVerifier
 from gateway.emulators.thim import THIM_PATH, thim_app
 from gateway.emulators.tls import EmulatorTls, ensure_tls
-from gateway.errors import AttestationRefused, TpmPolicyFailed
+from gateway.errors import AttestationRefused, ConfigError, TpmPolicyFailed
 from gateway.trust import tpm_verify
 from gateway.trust.evidence.azure_vtpm import AzureVtpmConfig, AzureVtpmEvidence, AzureVtpmProvider
 from gateway.trust.evidence.simulated import SimulatedAmd
 from gateway.trust.hcl import CLAIMS_OFFSET, HEADER_SIZE
 from gateway.trust.jwk import b64url_decode
-from gateway.trust.maa import MaaClient, azure_guest_request
+from gateway.trust.maa import DecryptInnerKey, MaaClient, attest_evidence, azure_guest_request
 from gateway.trust.maa_wire import AzureGuestRequest, SnpEvidence, client_payload_for
 from gateway.trust.thim import fetch_vcek_chain
 from gateway.trust.token import AttestationToken, verify_token
@@ -120,6 +120,31 @@ def test_full_flow_vtpm_thim_maa_sealed_token_opened_by_the_tpm(
     ).public_key()
     oaep = padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None)
     assert provider.decrypt(public.encrypt(b"released key", oaep)) == b"released key"
+
+
+def test_attest_evidence_takes_vtpm_evidence_to_azure_guest(
+    vtpm: swtpm.Swtpm, simulated_amd: SimulatedAmd, maa: Maa
+) -> None:
+    provider = _provider(vtpm)
+    evidence = _collect(provider)
+    assert evidence.cert_chain == b""  # the vTPM has no VCEK chain: THIM's is used
+
+    async def go(thim_url: str, decrypt: DecryptInnerKey | None) -> str:
+        async with MaaClient(maa.url, ca_bundle=maa.ca) as client:
+            return await attest_evidence(
+                client,
+                evidence,
+                thim_url=thim_url,
+                decrypt_inner_key=decrypt,
+            )
+
+    with serve(lambda url: thim_app(simulated_amd.thim_bundle()), None) as imds:
+        thim_url = imds.url + THIM_PATH
+        token = asyncio.run(go(thim_url, lambda sealed: provider.decrypt(sealed, "rsaes")))
+        with pytest.raises(ConfigError, match="decrypt"):
+            asyncio.run(go(thim_url, None))
+    assert token.count(".") == 2
+    assert maa.emulator.requests_seen >= 1
 
 
 def test_sealed_answer_does_not_open_after_a_pcr_changes(

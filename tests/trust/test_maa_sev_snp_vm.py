@@ -25,13 +25,15 @@ from gateway.emulators.thim import THIM_PATH, thim_app
 from gateway.emulators.tls import EmulatorTls, ensure_tls
 from gateway.errors import AttestationRefused
 from gateway.trust.binding import report_data_for, user_data_for
+from gateway.trust.evidence import EvidenceKind
 from gateway.trust.evidence.simulated import (
     AZURE_GUEST_POLICY,
     ReportFields,
     SimulatedAmd,
     SimulatedEvidenceProvider,
 )
-from gateway.trust.maa import MaaClient
+from gateway.trust.jwk import rsa_public_jwk
+from gateway.trust.maa import MaaClient, attest_evidence
 from gateway.trust.maa_wire import SevSnpVmRequest, SnpEvidence
 from gateway.trust.policy import SnpPolicy
 from gateway.trust.snp import POLICY_DEBUG
@@ -251,3 +253,25 @@ def test_real_amd_chain_is_refused_by_an_emulator_trusting_the_simulated_root(
     good = _request(simulated_amd)
     request = replace(good, evidence=SnpEvidence(good.evidence.report, milan_chain_pem))
     assert maa.refusal(request).detail == "UntrustedRoot"
+
+
+@pytest.mark.parametrize("kind", list(EvidenceKind))
+def test_attest_evidence_takes_simulated_evidence_to_sev_snp_vm_with_thims_chain(
+    simulated_amd: SimulatedAmd, maa: Maa, kind: EvidenceKind
+) -> None:
+    evidence = SimulatedEvidenceProvider(simulated_amd, kind).collect(USER_DATA)
+    evidence = replace(evidence, cert_chain=b"")  # as on Azure: the chain comes from THIM
+
+    async def go(thim_url: str) -> str:
+        async with maa.client() as client:
+            return await attest_evidence(client, evidence, thim_url=thim_url, nonce="n-7")
+
+    with serve(lambda url: thim_app(simulated_amd.thim_bundle()), None) as imds:
+        token = maa.verified(asyncio.run(go(imds.url + THIM_PATH)))
+    assert token.attestation_type == "sevsnpvm"
+    assert token.nonce == "n-7"
+    assert token.user_data == USER_DATA
+    assert token.runtime == json.loads(evidence.runtime_data)
+    if kind is EvidenceKind.SEV_SNP:
+        assert evidence.wrapping_key is not None
+        assert token.runtime_keys == [rsa_public_jwk(evidence.wrapping_key.public_key())]
