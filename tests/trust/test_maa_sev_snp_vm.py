@@ -26,6 +26,7 @@ from gateway.emulators.tls import EmulatorTls, ensure_tls
 from gateway.errors import AttestationRefused
 from gateway.trust.binding import report_data_for, user_data_for
 from gateway.trust.evidence import EvidenceKind
+from gateway.trust.evidence.sev_guest import ConfigfsTransport, SevGuestEvidenceProvider
 from gateway.trust.evidence.simulated import (
     AZURE_GUEST_POLICY,
     ReportFields,
@@ -40,6 +41,7 @@ from gateway.trust.snp import POLICY_DEBUG
 from gateway.trust.thim import fetch_vcek_chain
 from gateway.trust.token import AttestationToken, verify_token
 from tests.support.emulators import Served, serve
+from tests.trust.evidence.sev_guest_fakes import FakeConfigfsTsm
 
 USER_DATA = user_data_for(b"application/ohttp-keys bytes", b"nonce-1")
 RUNTIME = json.dumps({"keys": [], "user-data": USER_DATA.hex().upper()}).encode()
@@ -275,3 +277,23 @@ def test_attest_evidence_takes_simulated_evidence_to_sev_snp_vm_with_thims_chain
     if kind is EvidenceKind.SEV_SNP:
         assert evidence.wrapping_key is not None
         assert token.runtime_keys == [rsa_public_jwk(evidence.wrapping_key.public_key())]
+
+
+def test_sev_guest_evidence_from_a_fake_configfs_tsm_gets_a_token_naming_its_key(
+    simulated_amd: SimulatedAmd, maa: Maa, tmp_path: Path
+) -> None:
+    fake = FakeConfigfsTsm(tmp_path / "tsm" / "report", simulated_amd)
+    transport = ConfigfsTransport(
+        fake.root, make_entry=fake.make_entry, remove_entry=fake.remove_entry
+    )
+    evidence = SevGuestEvidenceProvider(transport).collect(USER_DATA)
+
+    async def go() -> str:
+        async with maa.client() as client:
+            return await attest_evidence(client, evidence, nonce="kata")
+
+    token = maa.verified(asyncio.run(go()))
+    assert evidence.wrapping_key is not None
+    # What Key Vault's secure key release wraps to: the sev-guest provider's own key.
+    assert token.runtime_keys == [rsa_public_jwk(evidence.wrapping_key.public_key())]
+    assert token.user_data == USER_DATA
