@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from gateway.emulators.tls import write_private
 from gateway.errors import ConfigError
 
 CERT_VALIDITY = datetime.timedelta(days=365)
@@ -94,9 +94,7 @@ def _load_or_create_key(path: Path | None) -> rsa.RSAPrivateKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
+        write_private(path, pem)
     return key
 
 

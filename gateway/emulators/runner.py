@@ -28,8 +28,7 @@ from gateway.emulators.maa_signing import TokenSigner
 from gateway.emulators.maa_verify import MaaPolicy, MaaVerifier
 from gateway.emulators.server import ServerGroup, bind_loopback, socket_url
 from gateway.emulators.thim import THIM_PATH, thim_app
-from gateway.emulators.tls import EmulatorTls, ensure_tls
-from gateway.errors import ConfigError
+from gateway.emulators.tls import EmulatorTls, ensure_tls, write_private
 from gateway.trust.evidence.simulated import SimulatedAmd
 
 SIMULATED_AMD_FILE = "simulated-amd.pem"
@@ -46,12 +45,7 @@ def load_or_create_simulated_amd(path: Path) -> SimulatedAmd:
     if path.is_file():
         return SimulatedAmd.load(path.read_bytes())
     amd = SimulatedAmd.generate()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    except OSError as error:
-        raise ConfigError("cannot write the simulated AMD bundle in the state directory") from error
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(amd.dump())
+    write_private(path, amd.dump())
     return amd
 
 

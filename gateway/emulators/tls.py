@@ -20,8 +20,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from gateway.emulators.certs import certificate_builder, common_name
 from gateway.errors import ConfigError
 
 CA_FILE = "ca.pem"
@@ -76,48 +77,30 @@ def _still_valid(tls: EmulatorTls) -> bool:
 
 def _generate(tls: EmulatorTls) -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ohttp-gateway emulators CA")])
+    ca_name = common_name("ohttp-gateway emulators CA")
     ca = (
-        _builder(ca_name, ca_name, ca_key.public_key())
+        certificate_builder(ca_name, ca_name, ca_key.public_key(), ca_key.public_key(), VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    server_name = common_name("localhost")
     names: list[x509.GeneralName] = [x509.DNSName(n) for n in LOOPBACK_NAMES]
     names += [x509.IPAddress(ipaddress.ip_address(a)) for a in LOOPBACK_ADDRESSES]
     server = (
-        _builder(server_name, ca_name, server_key.public_key())
+        certificate_builder(
+            server_name, ca_name, server_key.public_key(), ca_key.public_key(), VALIDITY
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(tls.key_path, _key_pem(server_key))
+    write_private(tls.key_path, _key_pem(server_key))
     tls.cert_path.write_bytes(server.public_bytes(serialization.Encoding.PEM))
     tls.ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-
-
-def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
-) -> x509.CertificateBuilder:
-    now = _now()
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    )
 
 
 def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
@@ -142,11 +125,12 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``, readable by its owner only (the emulators' dev keys)."""
     try:
         path.unlink(missing_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as error:
-        raise ConfigError("cannot write the emulator TLS key in the state directory") from error
+        raise ConfigError("cannot write a key file in the emulators' state directory") from error
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
