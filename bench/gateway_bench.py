@@ -10,7 +10,7 @@ gateway runs with ``--replay-window 1`` so a body may recur after a second; each
 checked on its metrics: no replay refused, every request answered ok, else the row is marked
 INVALID.
 
-Run: ``make bench-gateway`` or ``python -m bench.gateway_bench [--duration S] [--quick]``.
+Run: ``make bench-gateway`` or ``python -m bench.gateway_bench [--duration S] [--sizes 1KiB,...]``.
 Writes the table to stdout and JSON to bench/results/gateway.json. Not a test: numbers depend on
 the machine (2 shared cores here: wrk, the upstream and the gateway compete for them).
 """
@@ -55,6 +55,7 @@ class Row:
     p99_ms: float = 0.0
     requests: int = 0
     errors: int = 0
+    cpu_ms_per_request: float | None = None
     idle_rss_mib: float | None = None
     peak_rss_mib: float | None = None
     note: str = ""
@@ -114,6 +115,24 @@ def rss_mib(pid: int, field_name: str) -> float:
         match = re.search(rf"^{field_name}:\s+(\d+) kB", status, re.M)
         total -= int(match.group(1)) / 1024 if match else 0
     return round(total, 1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its children (the workers of a supervisor)."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for one in pids:
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def per_request(seconds: float, requests: int) -> float:
+    return round(seconds * 1000 / max(1, requests), 3)
 
 
 def write_bodies(path: Path, bodies: Iterator[bytes]) -> int:
@@ -190,6 +209,7 @@ class Bench:
         print(
             f"{target:34} {size:>7} c={row.connections:<3} {row.rps:9.1f} req/s  "
             f"p50 {row.p50_ms:8.2f} ms  p99 {row.p99_ms:8.2f} ms  "
+            f"cpu {row.cpu_ms_per_request} ms/req  "
             f"rss {row.idle_rss_mib}->{row.peak_rss_mib} MiB  {row.note}",
             flush=True,
         )
@@ -210,10 +230,11 @@ class Bench:
         args = [sys.executable, "-m", "bench.plain_proxy", "--port", str(port)]
         args += ["--upstream", f"http://127.0.0.1:{self.upstream_port}", "--client", client]
         with process(args, f"http://127.0.0.1:{port}/") as child:
-            idle = rss_mib(child.pid, "VmRSS")
+            idle, cpu = rss_mib(child.pid, "VmRSS"), cpu_seconds(child.pid)
             url = f"http://127.0.0.1:{port}" + PATH.decode()
             row = run_wrk(url, self.single_body(size), "audio/wav", connections, self.duration)
             row.idle_rss_mib, row.peak_rss_mib = idle, rss_mib(child.pid, "VmHWM")
+            row.cpu_ms_per_request = per_request(cpu_seconds(child.pid) - cpu, row.requests)
         self.record(row, f"plain proxy ({client})", label)
 
     def gateway(
@@ -250,11 +271,12 @@ class Bench:
         media = "message/ohttp-chunked-req" if chunked else "message/ohttp-req"
         with process(args, f"http://127.0.0.1:{port}/livez") as child:
             time.sleep(0.5 * workers)
-            idle = rss_mib(child.pid, "VmRSS")
+            idle, cpu = rss_mib(child.pid, "VmRSS"), cpu_seconds(child.pid)
             row = run_wrk(
                 f"http://127.0.0.1:{port}/gateway", bodies, media, connections, self.duration
             )
             row.idle_rss_mib, row.peak_rss_mib = idle, rss_mib(child.pid, "VmHWM")
+            row.cpu_ms_per_request = per_request(cpu_seconds(child.pid) - cpu, row.requests)
             metrics = f"http://127.0.0.1:{metrics_port}/metrics"
             replays = metric(metrics, "ohttp_gateway_replays_refused_total")
             upstream_ok = metric(
@@ -271,34 +293,34 @@ class Bench:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=8.0)
-    parser.add_argument("--quick", action="store_true", help="1 KiB only, shorter runs")
+    parser.add_argument(
+        "--sizes", default="1KiB,1MiB,25MiB", help="comma-separated subset of 1KiB,1MiB,25MiB"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gateway.json")
     args = parser.parse_args()
+    sizes = set(args.sizes.split(","))
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     bench = Bench(args.duration, work)
-    upstream = [
-        sys.executable,
-        "-m",
-        "tests.support.upstream_double",
-        "--port",
-        str(bench.upstream_port),
-    ]
+    upstream = [sys.executable, "-m", "tests.support.upstream_double"]
+    upstream += ["--port", str(bench.upstream_port)]
     x25519, p384 = KemId.X25519_SHA256, KemId.P384_SHA384
     try:
         with process(upstream, f"http://127.0.0.1:{bench.upstream_port}/"):
-            bench.direct(KIB, "1 KiB", 32)
-            bench.proxy(KIB, "1 KiB", 32)
-            bench.proxy(KIB, "1 KiB", 32, client="httpx")
-            bench.gateway(KIB, "1 KiB", 32, x25519, count=60_000)
-            bench.gateway(KIB, "1 KiB", 32, p384, count=25_000)
-            bench.gateway(KIB, "1 KiB", 32, x25519, chunked=True, count=60_000)
-            bench.gateway(KIB, "1 KiB", 32, x25519, workers=2, count=80_000)
-            if not args.quick:
+            if "1KiB" in sizes:
+                bench.direct(KIB, "1 KiB", 32)
+                bench.proxy(KIB, "1 KiB", 32)
+                bench.proxy(KIB, "1 KiB", 32, client="httpx")
+                bench.gateway(KIB, "1 KiB", 32, x25519, count=60_000)
+                bench.gateway(KIB, "1 KiB", 32, p384, count=25_000)
+                bench.gateway(KIB, "1 KiB", 32, x25519, chunked=True, count=60_000)
+                bench.gateway(KIB, "1 KiB", 32, x25519, workers=2, count=80_000)
+            if "1MiB" in sizes:
                 bench.direct(MIB, "1 MiB", 8)
                 bench.proxy(MIB, "1 MiB", 8)
                 bench.gateway(MIB, "1 MiB", 8, x25519, count=400)
                 bench.gateway(MIB, "1 MiB", 8, x25519, chunked=True, count=400)
                 bench.gateway(MIB, "1 MiB", 8, p384, count=400)
+            if "25MiB" in sizes:
                 bench.direct(25 * MIB, "25 MiB", 2)
                 bench.proxy(25 * MIB, "25 MiB", 2)
                 bench.gateway(25 * MIB, "25 MiB", 2, x25519, count=30)

@@ -85,7 +85,7 @@ class GatewayEndpoint:
             if entry is None:
                 raise UnsupportedMediaType
             profile, handler = entry
-            declared_length(headers, gw.settings.max_body_bytes)
+            result.declared_length = declared_length(headers, gw.settings.max_body_bytes)
             ring = gw.keys.key_ring
             if ring is None:
                 raise NotReady

@@ -170,6 +170,9 @@ class Upstream:
                 allow_redirects=False,
                 compress=None,
             )
+        if not 200 <= response.status <= 599:
+            response.close()  # a final status BHTTP cannot carry: the upstream misbehaved
+            raise UpstreamUnavailable("Upstream answered with an invalid status")
         return UpstreamResponse(response)
 
     async def probe(self, timeout: float) -> bool:

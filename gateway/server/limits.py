@@ -79,7 +79,23 @@ async def body_chunks(receive: Receive, max_bytes: int) -> AsyncIterator[bytes]:
             return
 
 
-async def read_body(receive: Receive, max_bytes: int) -> bytes:
-    """The whole request body, at most ``max_bytes``."""
-    parts = [chunk async for chunk in body_chunks(receive, max_bytes)]
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+async def read_body(
+    receive: Receive, max_bytes: int, declared: int | None = None
+) -> bytes | bytearray:
+    """The whole request body, at most ``max_bytes``; with a declared length it is read straight
+    into one buffer of that size (no second copy to join the pieces)."""
+    if declared is None:
+        parts = [chunk async for chunk in body_chunks(receive, max_bytes)]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+    buffer = bytearray(declared)
+    filled = 0
+    with memoryview(buffer) as view:
+        async for chunk in body_chunks(receive, max_bytes):
+            end = filled + len(chunk)
+            if end > declared:
+                raise OuterRequestError("Body longer than its Content-Length")
+            view[filled:end] = chunk
+            filled = end
+    if filled != declared:
+        raise OuterRequestError("Body shorter than its Content-Length")
+    return buffer

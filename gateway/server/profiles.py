@@ -44,8 +44,9 @@ STREAM_HEADERS = [*OHTTP_RESPONSE_HEADERS, (b"incremental", b"?1")]
 
 @dataclass
 class Result:
-    """What the caller records about a finished exchange."""
+    """The outer request's declared length, and what the caller records about the exchange."""
 
+    declared_length: int | None = None
     error: GatewayError | None = None
     upstream_status: int | None = None
     received: int = 0
@@ -74,20 +75,38 @@ async def _forward(
 
 
 def _decapsulate(
-    gw: Gateway, ring: KeyRing, body: bytes
+    gw: Gateway, ring: KeyRing, body: bytes | bytearray
 ) -> tuple[bytes, ohttp.ServerResponseContext]:
     with gw.metrics.phase("decapsulate"):
         return ohttp.decapsulate_request(ring, body)
 
 
+async def _open_plain(
+    gw: Gateway, ring: KeyRing, receive: Receive, result: Result
+) -> tuple[bhttp.Request | GatewayError, ohttp.ServerResponseContext]:
+    """Read, decapsulate and decode a plain request, holding at most two copies of the body at a
+    time. Decapsulation errors propagate (answered in the clear); a decoding error is returned
+    (answered encapsulated)."""
+    body = await read_body(receive, gw.settings.max_body_bytes, result.declared_length)
+    result.received = len(body)
+    request_bytes, context = _decapsulate(gw, ring, body)
+    del body
+    try:
+        return bhttp.decode_request(request_bytes, gw.bhttp_limits), context
+    except GatewayError as error:
+        return error, context
+
+
 async def _plain_exchange(
-    gw: Gateway, request_bytes: bytes, context: ohttp.ServerResponseContext, result: Result
+    gw: Gateway, request: bhttp.Request | GatewayError, enc: bytes, result: Result
 ) -> bhttp.Response:
     """The inner response to a decapsulated plain request (an error response included)."""
     try:
-        request = bhttp.decode_request(request_bytes, gw.bhttp_limits)
-        target = gw.admit(request.method, request.path, request.headers, context.enc)
+        if isinstance(request, GatewayError):
+            raise request
+        target = gw.admit(request.method, request.path, request.headers, enc)
         upstream = await _forward(gw, request.method, target, request.headers, request.content)
+        del request  # the upstream client holds the content until it is sent
         result.upstream_status = upstream.status
         async with upstream:
             content = await upstream.read(MAX_BUFFERED_RESPONSE)
@@ -98,13 +117,12 @@ async def _plain_exchange(
 
 
 async def plain(gw: Gateway, ring: KeyRing, receive: Receive, send: Send, result: Result) -> None:
-    body = await read_body(receive, gw.settings.max_body_bytes)
-    result.received = len(body)
-    request_bytes, context = _decapsulate(gw, ring, body)
-    del body
+    request, context = await _open_plain(gw, ring, receive, result)
     done = asyncio.Event()
     done.set()
-    response = await guarded(_plain_exchange(gw, request_bytes, context, result), receive, done)
+    work = _plain_exchange(gw, request, context.enc, result)
+    del request
+    response = await guarded(work, receive, done)
     with gw.metrics.phase("encapsulate"):
         encoded = context.encapsulate_response(bhttp.encode_response(response))
     headers = [(b"content-type", OHTTP_RES), *OHTTP_RESPONSE_HEADERS]
@@ -113,30 +131,30 @@ async def plain(gw: Gateway, ring: KeyRing, receive: Receive, send: Send, result
 
 
 async def azure(gw: Gateway, ring: KeyRing, receive: Receive, send: Send, result: Result) -> None:
-    body = await read_body(receive, gw.settings.max_body_bytes)
-    result.received = len(body)
-    request_bytes, context = _decapsulate(gw, ring, body)
-    del body
+    request, context = await _open_plain(gw, ring, receive, result)
     enc = context.enc
     framing = AzureResponseEncapsulator(context)
     done = asyncio.Event()
     done.set()
-    work = _azure_exchange(gw, request_bytes, enc, framing, send, result)
+    work = _azure_exchange(gw, request, enc, framing, send, result)
+    del request
     await guarded(work, receive, done)
 
 
 async def _azure_exchange(
     gw: Gateway,
-    request_bytes: bytes,
+    request: bhttp.Request | GatewayError,
     enc: bytes,
     framing: AzureResponseEncapsulator,
     send: Send,
     result: Result,
 ) -> None:
     try:
-        request = bhttp.decode_request(request_bytes, gw.bhttp_limits)
+        if isinstance(request, GatewayError):
+            raise request
         target = gw.admit(request.method, request.path, request.headers, enc)
         upstream = await _forward(gw, request.method, target, request.headers, request.content)
+        del request
     except GatewayError as error:
         result.error = error
         answer = inner_error(error)

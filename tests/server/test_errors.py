@@ -343,3 +343,12 @@ def test_concurrency_limit_refuses_with_503(thread_gateway: GatewayThread) -> No
             await _still_serves(session, url)
 
     run(body())
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["plain", "chunked"])
+def test_upstream_status_bhttp_cannot_carry_is_502(gateway: GatewayProcess, chunked: bool) -> None:
+    request = inner_request(path=b"/v1/audio/transcriptions?status=600")
+    answer = _exchange(gateway.url, _encrypted(gateway.url, request, chunked))
+    assert answer.status == 200
+    assert answer.inner is not None
+    assert answer.inner.status == 502
