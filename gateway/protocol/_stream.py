@@ -9,6 +9,8 @@ call raised, every later call raises the same error type (a broken stream never 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gateway.errors import ConfigError, ContextReused, GatewayError
 from gateway.protocol._hpke import Bytes
 
@@ -82,13 +84,15 @@ class StreamReceiver:
 class StreamSender:
     """Base of the chunk writers: prefix once, non-final chunks, one final chunk.
 
-    Subclasses implement :meth:`_seal` (the AEAD) and :meth:`_frame` (the length prefixes).
-    Inputs larger than ``chunk_size`` are split; empty non-final input emits no chunk.
+    Subclasses implement :meth:`_seal` (the AEAD) and pass ``frame(length, final)``, which returns
+    the bytes that precede a sealed chunk of ``length`` bytes. Inputs larger than ``chunk_size``
+    are split; empty non-final input emits no chunk. Each output is joined once (no re-copying).
     """
 
-    def __init__(self, prefix: bytes, chunk_size: int) -> None:
+    def __init__(self, prefix: bytes, chunk_size: int, frame: Callable[[int, bool], bytes]) -> None:
         self._prefix: bytes | None = prefix
         self._chunk_size = chunk_size
+        self._frame = frame
         self._finished = False
 
     def start(self) -> bytes:
@@ -99,32 +103,32 @@ class StreamSender:
 
     def encapsulate_chunk(self, data: Bytes) -> bytes:
         """Non-final chunks for ``data`` (nothing but a pending prefix for empty ``data``)."""
-        if self._finished:
-            raise ContextReused("stream already finished")
-        parts = [self._take_prefix()]
-        view = memoryview(data)
-        for start in range(0, len(view), self._chunk_size):
-            parts.append(
-                self._frame(self._seal(view[start : start + self._chunk_size], b""), False)
-            )
-        return b"".join(parts)
+        return b"".join(self._chunks(memoryview(data), final=False))
 
     def finish(self, data: Bytes = b"") -> bytes:
         """The final chunk (AAD "final") carrying the tail of ``data``; once."""
-        view = memoryview(data)
-        cut = max(0, len(view) - self._chunk_size)
-        head = self.encapsulate_chunk(view[:cut])
-        self._finished = True
-        return head + self._frame(self._seal(view[cut:], FINAL_AAD), True)
+        return b"".join(self._chunks(memoryview(data), final=True))
+
+    def _chunks(self, view: memoryview, final: bool) -> list[bytes]:
+        if self._finished:
+            raise ContextReused("stream already finished")
+        parts = [self._take_prefix()]
+        size = self._chunk_size
+        last = max(0, len(view) - size) if final else len(view)
+        for start in range(0, last, size):
+            sealed = self._seal(view[start : min(start + size, last)], b"")
+            parts += (self._frame(len(sealed), False), sealed)
+        if final:
+            self._finished = True
+            sealed = self._seal(view[last:], FINAL_AAD)
+            parts += (self._frame(len(sealed), True), sealed)
+        return parts
 
     def _take_prefix(self) -> bytes:
         prefix, self._prefix = self._prefix or b"", None
         return prefix
 
     def _seal(self, data: memoryview, aad: bytes) -> bytes:
-        raise NotImplementedError
-
-    def _frame(self, sealed: bytes, final: bool) -> bytes:
         raise NotImplementedError
 
 

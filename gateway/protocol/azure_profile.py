@@ -53,6 +53,11 @@ should also send each returned chunk as its own body write."""
 _FINAL_MARKER = b"\x00"
 
 
+def _frame(length: int, final: bool) -> bytes:
+    """LEB128(length), after the 0x00 marker for the final chunk."""
+    return _FINAL_MARKER + encode_leb128(length) if final else encode_leb128(length)
+
+
 class AzureResponseEncapsulator(StreamSender):
     """Writes an Azure-profile response; consumes the request's :class:`ServerResponseContext`."""
 
@@ -60,14 +65,10 @@ class AzureResponseEncapsulator(StreamSender):
         self, context: ServerResponseContext, *, _response_nonce: bytes | None = None
     ) -> None:
         nonce, self._keys = context.start_response(RESPONSE_LABEL, _response_nonce)
-        super().__init__(nonce, AZURE_CHUNK)
+        super().__init__(nonce, AZURE_CHUNK, _frame)
 
     def _seal(self, data: memoryview, aad: bytes) -> bytes:
         return self._keys.seal_next(data, aad)
-
-    def _frame(self, sealed: bytes, final: bool) -> bytes:
-        length = encode_leb128(len(sealed))
-        return (_FINAL_MARKER + length if final else length) + sealed
 
     def __repr__(self) -> str:
         return f"AzureResponseEncapsulator(finished={self._finished})"

@@ -83,6 +83,11 @@ MAX_CHUNK = 16384
 _FINAL_INDICATOR = encode_varint(0)
 
 
+def _frame(length: int, final: bool) -> bytes:
+    """A chunk's length prefix; the final chunk has only the 0 indicator (it runs to the end)."""
+    return _FINAL_INDICATOR if final else encode_varint(length)
+
+
 class _Phase(enum.Enum):
     PREFIX = enum.auto()  # header and enc, or the response nonce
     CHUNKS = enum.auto()  # length-prefixed non-final chunks
@@ -219,13 +224,10 @@ class ChunkedResponseEncapsulator(StreamSender):
         self, context: ServerResponseContext, *, _response_nonce: bytes | None = None
     ) -> None:
         nonce, self._keys = context.start_response(RESPONSE_LABEL, _response_nonce)
-        super().__init__(nonce, MAX_CHUNK)
+        super().__init__(nonce, MAX_CHUNK, _frame)
 
     def _seal(self, data: memoryview, aad: bytes) -> bytes:
         return self._keys.seal_next(data, aad)
-
-    def _frame(self, sealed: bytes, final: bool) -> bytes:
-        return (_FINAL_INDICATOR if final else encode_varint(len(sealed))) + sealed
 
     def __repr__(self) -> str:
         return f"ChunkedResponseEncapsulator(finished={self._finished})"
@@ -246,15 +248,12 @@ class ChunkedRequestEncapsulator(StreamSender):
     ) -> None:
         self._setup = setup_sender(config, suite, REQUEST_LABEL, _ephemeral_private_key)
         self._response_context: ClientResponseContext | None = ClientResponseContext(self._setup)
-        super().__init__(self._setup.header.encode() + self._setup.enc, MAX_CHUNK)
+        super().__init__(self._setup.header.encode() + self._setup.enc, MAX_CHUNK, _frame)
 
     def _seal(self, data: memoryview, aad: bytes) -> bytes:
         context = self._setup.context
         sealed = guarded(KeyConfigError, lambda: context.seal(data, aad))
         return sealed
-
-    def _frame(self, sealed: bytes, final: bool) -> bytes:
-        return (_FINAL_INDICATOR if final else encode_varint(len(sealed))) + sealed
 
     def response_decapsulator(
         self, *, max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE
