@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azure.core.credentials import AccessToken
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -48,6 +49,15 @@ def served_maa(
 
     with serve(make, emulator_tls) as served:  # type: ignore[arg-type]
         yield served.url, holder[0]
+
+
+class AnyCredential:
+    """/certs and the metadata are anonymous, but Azure's SDK always attaches a bearer token
+    (for ``https://attest.azure.net/.default``); the emulator, like MAA, ignores it."""
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        assert scopes == ("https://attest.azure.net/.default",)
+        return AccessToken("unused", int(time.time()) + 3600)
 
 
 def _request(amd: SimulatedAmd) -> SevSnpVmRequest:
@@ -172,16 +182,7 @@ def test_azure_sdk_attestation_client_reads_certs_and_metadata(
 ) -> None:
     """azure-security-attestation 1.0.0 cannot attest SEV-SNP, but its /certs and metadata calls
     work against the emulator over HTTPS with the emulators' CA."""
-    from azure.core.credentials import AccessToken
     from azure.security.attestation import AttestationClient
-
-    class AnyCredential:
-        """/certs and the metadata are anonymous, but the SDK always attaches a bearer token
-        (for ``https://attest.azure.net/.default``); the emulator, like MAA, ignores it."""
-
-        def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
-            assert scopes == ("https://attest.azure.net/.default",)
-            return AccessToken("unused", int(time.time()) + 3600)
 
     url, emulator = served_maa
     client = AttestationClient(url, AnyCredential(), connection_verify=str(emulator_tls.ca_path))
@@ -197,3 +198,34 @@ def test_azure_sdk_attestation_client_reads_certs_and_metadata(
     pem = emulator.signer.certificate.public_bytes(serialization.Encoding.PEM).decode()
     assert signer.certificates[0].strip() == pem.strip()
     assert json.dumps(metadata)
+
+
+def test_azure_sdk_validates_the_emulators_tokens(
+    served_maa: tuple[str, MaaEmulator], emulator_tls: EmulatorTls, simulated_amd: SimulatedAmd
+) -> None:
+    """Microsoft's own token validation (private in 1.0.0, as the research notes) accepts what the
+    emulator signs, with the signers the SDK fetched from /certs, and refuses a forged token."""
+    from azure.security.attestation import (
+        AttestationClient,
+        AttestationToken,
+        AttestationTokenValidationException,
+    )
+
+    url, _ = served_maa
+    token, _ = _attest(url, emulator_tls.ca_path, _request(simulated_amd), FAST)
+
+    client = AttestationClient(url, AnyCredential(), connection_verify=str(emulator_tls.ca_path))
+    try:
+        signers = client.get_signing_certificates()
+    finally:
+        client.close()
+    checked = AttestationToken(token=token)
+    checked._validate_token(signers, validate_issuer=True, issuer=url)
+    assert checked.issuer == url
+    header, body, signature = token.split(".")
+    other = "B" * 8 if signature.endswith("A" * 8) else "A" * 8
+    forged = f"{header}.{body}.{signature[:-8]}{other}"
+    with pytest.raises(AttestationTokenValidationException):
+        AttestationToken(token=forged)._validate_token(signers, validate_issuer=True, issuer=url)
+    with pytest.raises(AttestationTokenValidationException):
+        checked._validate_token(signers, validate_issuer=True, issuer="https://other.example")
