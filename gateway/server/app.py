@@ -2,7 +2,9 @@
 
 Routes (shared/DESIGN.md §3): ``GET /.well-known/ohttp-gateway`` (the key configs, RFC 9540);
 ``POST /.well-known/ohttp-gateway`` and ``POST /gateway`` (``message/ohttp-req`` or
-``message/ohttp-chunked-req``); ``POST /score`` (the Azure profile); ``/livez``; ``/readyz``.
+``message/ohttp-chunked-req``); ``POST /score`` (the Azure profile);
+``GET /.well-known/ohttp-gateway/attestation`` (the document the trust lifecycle publishes);
+``/livez``; ``/readyz``.
 
 Every gateway request passes, in order: the outer header size, the media type (415), the declared
 length (413, before one body byte is read), readiness (503) and the concurrency limit (503); then
@@ -153,6 +155,24 @@ class KeysEndpoint:
         await send_response(send, status, fields, body)
 
 
+class AttestationEndpoint:
+    """GET the attestation document the trust lifecycle published; 503 until there is one."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        document = self.gw.keys.attestation
+        if document is None or self.gw.keys.key_ring is None:
+            status, fields, body = clear_error(NotReady())
+            label = "not_ready"
+        else:
+            status, body, label = 200, document, "ok"
+            fields = [(b"content-type", b"application/json"), (b"cache-control", b"no-cache")]
+        self.gw.metrics.requests.labels("attestation", "none", label).inc()
+        await send_response(send, status, fields, body)
+
+
 class HealthEndpoint:
     """/livez answers while the event loop runs; /readyz when a key is loaded and the upstream
     answers. Both say whether the service is confidential."""
@@ -167,11 +187,13 @@ class HealthEndpoint:
             document["mode"] = "dev: NOT CONFIDENTIAL"
         status = 200
         if self.readiness:
+            keys = gw.keys
+            gw.metrics.observe_keys(keys.key_ages(), keys.dev, keys.state, keys.token_expiry)
             gw.upstream_ok = await gw.upstream.probe(PROBE_TIMEOUT)
-            keys = gw.keys.key_ring is not None
-            ready = keys and gw.upstream_ok
+            loaded = keys.key_ring is not None
+            ready = loaded and gw.upstream_ok
             gw.metrics.ready.set(1 if ready else 0)
-            document |= {"ready": ready, "keys_loaded": keys, "upstream": gw.upstream_ok}
+            document |= {"ready": ready, "keys_loaded": loaded, "upstream": gw.upstream_ok}
             document["attestation"] = gw.keys.state.value
             status = 200 if ready else 503
         else:
@@ -183,7 +205,9 @@ class HealthEndpoint:
 async def _refresh(gw: Gateway) -> None:
     """Keep the key, readiness and dev-mode gauges current between scrapes."""
     while True:
-        gw.metrics.observe_keys(gw.keys.key_ages(), gw.keys.dev, gw.keys.state)
+        gw.metrics.observe_keys(
+            gw.keys.key_ages(), gw.keys.dev, gw.keys.state, gw.keys.token_expiry
+        )
         gw.upstream_ok = await gw.upstream.probe(PROBE_TIMEOUT)
         ready = gw.keys.key_ring is not None and gw.upstream_ok
         gw.metrics.ready.set(1 if ready else 0)
@@ -203,7 +227,7 @@ def build_app(settings: Settings, keys: KeySource, metrics: GatewayMetrics) -> S
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await upstream.start()
-        metrics.observe_keys(keys.key_ages(), keys.dev, keys.state)
+        metrics.observe_keys(keys.key_ages(), keys.dev, keys.state, keys.token_expiry)
         if keys.dev:
             log_event("dev_mode", logging.WARNING, confidential=False, detail="NOT CONFIDENTIAL")
         log_event("started", key_ids=list(keys.key_ages()), started_at=time.time())
@@ -221,6 +245,7 @@ def build_app(settings: Settings, keys: KeySource, metrics: GatewayMetrics) -> S
     routes = [
         Route("/.well-known/ohttp-gateway", KeysEndpoint(gw), methods=["GET"]),
         Route("/.well-known/ohttp-gateway", gateway, methods=["POST"]),
+        Route("/.well-known/ohttp-gateway/attestation", AttestationEndpoint(gw), methods=["GET"]),
         Route("/gateway", gateway, methods=["POST"]),
         Route("/score", GatewayEndpoint(gw, "score", AZURE_PROFILES), methods=["POST"]),
         Route("/livez", HealthEndpoint(gw, readiness=False), methods=["GET"]),

@@ -2,7 +2,10 @@
 
 The app only reads a :class:`KeySource`. Whoever owns the keys writes it: dev mode installs keys
 generated (or derived from a seed) in memory at startup; the trust lifecycle (attest → release →
-ready, gateway/trust/) installs released keys, marks the state ``failed`` or rotates keys later.
+ready, gateway/trust/) installs released keys (:meth:`KeySource.install`), publishes the
+attestation document (:meth:`KeySource.publish_attestation`), rotates keys with another
+``install``, or stops serving (:meth:`KeySource.fail`). The trust layer cannot import the server, so
+it receives this object through an interface of its own with these methods.
 Installing a new key ring is one reference swap, so a request in flight keeps the ring it started
 with. Dev keys are derived with HKDF from the seed, so replicas and workers given the same seed
 serve identical key configs (RFC 9458 §7: distinct keys partition the anonymity set).
@@ -76,6 +79,8 @@ class KeySource:
         self._ring: KeyRing | None = None
         self._loaded_at: dict[int, float] = {}
         self.state = AttestationState.DEV if dev else AttestationState.PENDING
+        self.attestation: bytes | None = None
+        self.token_expiry: float | None = None
 
     def install(self, ring: KeyRing, state: AttestationState | None = None) -> None:
         """Serve ``ring`` from now on; key ids already known keep their load time."""
@@ -85,10 +90,18 @@ class KeySource:
         if state is not None:
             self.state = state
 
+    def publish_attestation(self, document: bytes, token_expiry: float) -> None:
+        """The JSON served at /.well-known/ohttp-gateway/attestation (the MAA token and what a
+        client needs to re-verify it and its binding to the served key configs)."""
+        self.attestation = document
+        self.token_expiry = token_expiry
+
     def fail(self) -> None:
         """The lifecycle lost its keys or its attestation: stop serving."""
         self._ring = None
         self._loaded_at = {}
+        self.attestation = None
+        self.token_expiry = None
         self.state = AttestationState.FAILED
 
     @property

@@ -155,8 +155,15 @@ class GatewayMetrics:
         finally:
             self.phase_duration.labels(name).observe(perf_counter() - started)
 
-    def observe_keys(self, ages: dict[int, float], dev: bool, state: AttestationState) -> None:
+    def observe_keys(
+        self,
+        ages: dict[int, float],
+        dev: bool,
+        state: AttestationState,
+        token_expiry: float | None = None,
+    ) -> None:
         """Refresh the key, dev-mode and attestation gauges from the key source."""
+        self.token_expiry.set(token_expiry or 0)  # 0: no token (dev mode, or not attested yet)
         self.active_keys.clear()
         self.key_age.clear()
         for key_id, age in ages.items():
