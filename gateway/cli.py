@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("gateway.demo.run", "run backend, gateway and client on loopback; print transcripts"),
     "attest": ("gateway.trust.cli", "inspect and verify attestation evidence and MAA tokens"),
     "emulate": ("gateway.emulators.cli", "run the MAA, IMDS/THIM (and KMS) emulators on loopback"),
+    "relay": ("gateway.client.relay", "run a minimal dev OHTTP relay in front of one gateway"),
 }
 
 

@@ -96,11 +96,27 @@ The tree::
     │   │   │   ├── QuotePcrMismatch                       wrong PCR selection or digest
     │   │   │   ├── CertifiedKeyMismatch                   certified key / AIK not as required
     │   │   │   └── UntrustedAik                           AIK cert not from a trusted vTPM CA
-    │   │   └── ReceiptError                               CCF ledger receipt refused
-    │   │       ├── MalformedReceipt                       receipt JSON/cert unparsable
-    │   │       ├── ReceiptClaimsMismatch                  claims_digest != SHA-256(key hex)
-    │   │       ├── ReceiptSignatureInvalid                Merkle root signature fails
-    │   │       └── ReceiptEndorsementInvalid              node cert not endorsed by service
+    │   │   ├── ReceiptError                               CCF ledger receipt refused
+    │   │   │   ├── MalformedReceipt                       receipt JSON/cert unparsable
+    │   │   │   ├── ReceiptClaimsMismatch                  claims_digest != SHA-256(key hex)
+    │   │   │   ├── ReceiptSignatureInvalid                Merkle root signature fails
+    │   │   │   └── ReceiptEndorsementInvalid              node cert not endorsed by service
+    │   │   └── AttestationPolicyError                     client: gateway attestation refused
+    │   │       ├── AttestationDocumentInvalid             document malformed, section missing
+    │   │       ├── SimulatedEvidenceNotAllowed            dev-mode gateway, not --allow-simulated
+    │   │       ├── AttestationTypeNotAllowed              x-ms-attestation-type not allowed
+    │   │       ├── ComplianceStatusNotAllowed             x-ms-compliance-status not allowed
+    │   │       ├── TokenTooOld                            iat older than the policy's maximum age
+    │   │       ├── ClaimsMissing                          runtime or SNP claims section absent
+    │   │       ├── DebuggableGuest                        is-debuggable claim true
+    │   │       ├── LaunchMeasurementNotAllowed            not in the policy allowlist
+    │   │       ├── HostDataNotAllowed                     not in the policy allowlist
+    │   │       ├── IdKeyDigestNotAllowed                  not in the policy allowlist
+    │   │       ├── SvnBelowMinimum                        a TCB SVN or guest SVN too low
+    │   │       ├── KeyBindingMismatch                     user-data does not bind the key configs
+    │   │       ├── EvidenceClaimsMismatch                 evidence and token claims disagree
+    │   │       └── KeyConfigsChanged                      keys in use are not the attested ones
+    │   ├── AttestationDocumentUnavailable                 client: document not served
     │   ├── AttestationServiceError                        MAA unreachable or refused
     │   │   └── AttestationRefused                         MAA answered 4xx (carries its code)
     │   └── KeyReleaseError                                KMS unreachable or refused
@@ -112,6 +128,10 @@ The tree::
     │       │   └── UnencryptedRelease                     key came back unwrapped
     │       ├── KeyUnwrapFailed                            RSA-OAEP / AES-KWP unwrap failed
     │       └── ReleasedKeyInvalid                         not a P-256/P-384 key, bad COSE_Key
+    ├── ClientError                       502     local    client: the exchange failed
+    │   ├── ClientConnectionFailed                         relay or gateway unreachable
+    │   ├── OuterResponseRefused                           a clear non-200 answer (carries status)
+    │   └── KeyConfigRejected                              problem ohttp-key again after a refresh
     └── ConfigError                       500     local    a setting is missing or invalid
 """
 
@@ -710,6 +730,102 @@ class ReceiptEndorsementInvalid(ReceiptError):
     reason = "receipt_endorsement"
 
 
+class AttestationPolicyError(VerificationError):
+    """Gateway attestation refused by the client policy."""
+
+    reason = "attestation_policy"
+
+
+class AttestationDocumentInvalid(AttestationPolicyError):
+    """Attestation document is malformed."""
+
+    reason = "attestation_document"
+
+
+class SimulatedEvidenceNotAllowed(AttestationPolicyError):
+    """Gateway runs in dev mode with simulated evidence; only --allow-simulated accepts it."""
+
+    reason = "simulated_evidence"
+
+
+class AttestationTypeNotAllowed(AttestationPolicyError):
+    """Attestation type is not allowed by the policy."""
+
+    reason = "attestation_type"
+
+
+class ComplianceStatusNotAllowed(AttestationPolicyError):
+    """Compliance status is not allowed by the policy."""
+
+    reason = "compliance_status"
+
+
+class TokenTooOld(AttestationPolicyError):
+    """Attestation token is older than the policy's maximum token age."""
+
+    reason = "token_age"
+
+
+class ClaimsMissing(AttestationPolicyError):
+    """Attestation token lacks a claims section the policy checks."""
+
+    reason = "claims_missing"
+
+
+class DebuggableGuest(AttestationPolicyError):
+    """Attested guest is debuggable."""
+
+    reason = "debuggable"
+
+
+class LaunchMeasurementNotAllowed(AttestationPolicyError):
+    """Launch measurement is not in the policy allowlist."""
+
+    reason = "launch_measurement"
+
+
+class HostDataNotAllowed(AttestationPolicyError):
+    """Host data is not in the policy allowlist."""
+
+    reason = "host_data"
+
+
+class IdKeyDigestNotAllowed(AttestationPolicyError):
+    """ID key digest is not in the policy allowlist."""
+
+    reason = "id_key_digest"
+
+
+class SvnBelowMinimum(AttestationPolicyError):
+    """TCB or guest SVN is below the policy minimum."""
+
+    reason = "svn"
+
+
+class KeyBindingMismatch(AttestationPolicyError):
+    """Attested user-data does not bind the gateway's key configs."""
+
+    reason = "key_binding"
+
+
+class EvidenceClaimsMismatch(AttestationPolicyError):
+    """Re-verified evidence does not match the attestation token's claims."""
+
+    reason = "evidence_claims"
+
+
+class KeyConfigsChanged(AttestationPolicyError):
+    """Key configs to encrypt to are not the attested ones."""
+
+    reason = "key_configs_changed"
+
+
+class AttestationDocumentUnavailable(TrustError):
+    """Gateway attestation document could not be fetched."""
+
+    reason = "attestation_unavailable"
+
+
 class AttestationServiceError(TrustError):
     """Attestation service failed."""
 
@@ -869,6 +985,39 @@ class UntrustedAik(TpmVerificationError):
     """AIK certificate is not issued by a trusted vTPM CA."""
 
     reason = "untrusted_aik"
+
+
+# --- the client side ---------------------------------------------------------------------
+
+
+class ClientError(GatewayError):
+    """Request through the relay failed."""
+
+    status = 502
+    reason = "client"
+
+
+class ClientConnectionFailed(ClientError):
+    """Relay or gateway unreachable."""
+
+    reason = "client_connection"
+
+
+class OuterResponseRefused(ClientError):
+    """Relay or gateway refused the request."""
+
+    reason = "outer_refused"
+
+    def __init__(self, message: str | None = None, *, outer_status: int = 0) -> None:
+        super().__init__(message)
+        # The clear status of the relay's or gateway's answer: a number, safe to show.
+        self.outer_status = outer_status
+
+
+class KeyConfigRejected(ClientError):
+    """Gateway rejected the key configuration again after a refresh."""
+
+    reason = "key_config_rejected"
 
 
 # --- configuration -------------------------------------------------------------------------
