@@ -183,7 +183,7 @@ class OhttpClient:
         policy = self.settings.policy
         document = parse_document(await fetch_document(self.session, self.settings.base))
         issuer = policy.maa_issuer or document.maa_issuer
-        jwks = await fetch_jwks(issuer, policy.maa_ca_bundle)
+        jwks = await fetch_jwks(issuer, policy.maa_ca_bundle or self.settings.ca_bundle)
         verified = verify_document(document, policy=policy, jwks=jwks, now=now)
         check_key_configs(verified, await self._key_configs())
         return verified

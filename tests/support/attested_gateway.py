@@ -21,7 +21,7 @@ import hashlib
 import secrets
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -178,6 +178,7 @@ class GatewayTap:
         self.gateway = gateway.rstrip("/")
         self.document = document
         self.seen: list[Seen] = []
+        self.body_bytes = 0  # request body bytes forwarded so far (streaming is observable)
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -211,14 +212,20 @@ class GatewayTap:
         await self._runner.cleanup()
         await self._session.close()
 
+    async def _counted(self, request: web.Request) -> AsyncIterator[bytes]:
+        async for data in request.content.iter_any():
+            self.body_bytes += len(data)
+            yield data
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         peer = request.transport.get_extra_info("peername")[0] if request.transport else ""
         names = [name.lower() for name in request.headers]
         self.seen.append(Seen(peer, request.method, request.path, names))
         if request.path == DOCUMENT_PATH and self.document is not None:
             return web.json_response(self.document, headers={"Cache-Control": "no-store"})
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-        body = request.content.iter_any() if request.method == "POST" else None
+        passed = ("Content-Type", "Content-Length", "Incremental")
+        headers = {k: request.headers[k] for k in passed if k in request.headers}
+        body = self._counted(request) if request.method == "POST" else None
         async with self._session.request(
             request.method, self.gateway + request.path_qs, data=body, headers=headers
         ) as answer:
