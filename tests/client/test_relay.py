@@ -91,7 +91,7 @@ def test_a_chunked_upload_is_forwarded_before_it_ends(relay: Listening, tap: Gat
                 head = encoder.head(b"POST", b"https", b"gw", b"/v1/audio/transcriptions", ())
                 yield encapsulator.start() + encapsulator.encapsulate_chunk(head)
                 yield encapsulator.encapsulate_chunk(encoder.body(b"x" * 4096))
-                for _ in range(200):  # the rest waits until the tap has seen the first bytes
+                for _ in range(1000):  # the rest waits until the tap has seen the first bytes
                     if tap.body_bytes > 0:
                         forwarded_early.set()
                         break
