@@ -1,0 +1,1 @@
+"""Gateway-independent project tools: chart docs and schema, SBOM signing."""
