@@ -20,6 +20,8 @@ K8S_VERSION = "1.29.0"
 _K8S_PREFIX = "io.k8s."
 # Keys of the Kubernetes definitions that carry no validation and only bloat the chart.
 _DROPPED_KEYS = frozenset({"description", "x-kubernetes-group-version-kind"})
+# Opaque in Kubernetes, written by the API server only (managedFields): never a value, so closed.
+_SERVER_WRITTEN = frozenset({"io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1"})
 
 
 # --- building blocks ---
@@ -357,6 +359,8 @@ def build() -> Schema:
         **VALUES,
         "definitions": {name: _rewrite(closure[name]) for name in sorted(closure)},
     }
+    for name in _SERVER_WRITTEN & closure.keys():
+        schema["definitions"][name]["additionalProperties"] = False
     return schema
 
 
