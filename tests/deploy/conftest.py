@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,8 @@ NAMESPACE = "ohttp"
 RELEASE = "t"
 KUBE_VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0")
 MONITORING_APIS = tuple(
-    f"monitoring.coreos.com/v1/{kind}" for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+    f"monitoring.coreos.com/v1/{kind}"
+    for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 )
 SCENARIOS = sorted(path.name.removesuffix("-values.yaml") for path in (CHART / "ci").glob("*.yaml"))
 
@@ -150,9 +150,3 @@ def rendered_dir(rendered: dict[str, Rendered], tmp_path_factory: pytest.TempPat
     for name, item in rendered.items():
         (directory / f"{name}.yaml").write_text(item.text, encoding="utf-8")
     return directory
-
-
-@pytest.fixture
-def tools() -> Iterator[None]:
-    require_tools()
-    yield

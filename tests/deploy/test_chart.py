@@ -194,8 +194,13 @@ def test_events_token_only_in_the_gateway_and_minimal_rbac(rendered: dict[str, R
     assert "kube-api-access" in gateway_mounts
     assert "kube-api-access" not in whisper_mounts
     rules = item.one("Role")["rules"]
-    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]
-               for v in rule["verbs"]}
+    granted = {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
     assert granted == {
         ("", "events", "create"), ("", "events", "patch"),
         ("events.k8s.io", "events", "create"), ("events.k8s.io", "events", "patch"),

@@ -1,8 +1,8 @@
 """Every rendered scenario and manifests/ validate strictly against Kubernetes 1.29 through 1.33.
 
-kubernetes-validate bundles the Kubernetes OpenAPI schemas; strict mode refuses unknown fields, so a
-native sidecar's restartPolicy passes only where the field exists. The prometheus-operator kinds have
-no schema there: test_monitoring.py validates them against the CRD schemas instead.
+kubernetes-validate bundles the Kubernetes OpenAPI schemas; strict mode refuses unknown fields, so
+a native sidecar's restartPolicy passes only where the field exists. The prometheus-operator kinds
+have no schema there: test_monitoring.py validates them against the CRD schemas instead.
 """
 
 from __future__ import annotations

@@ -145,7 +145,8 @@ def test_dev_mode_with_replicas_needs_a_shared_seed() -> None:
         (["--set", "gateway.attestation.evidenceProvider=simulated"], "allowed only with"),
         (["--set", "autoscaling.enabled=true", "--set", "autoscaling.minReplicas=7"],
          "maxReplicas must be at least"),
-        (["--set", "autoscaling.enabled=true", "--set", "autoscaling.targetCPUUtilizationPercentage=0"],
+        (["--set", "autoscaling.enabled=true",
+          "--set", "autoscaling.targetCPUUtilizationPercentage=0"],
          "needs targetCPUUtilizationPercentage or targetInFlightRequests"),
     ],
 )  # fmt: skip
