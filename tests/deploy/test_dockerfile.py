@@ -1,9 +1,9 @@
 """The Dockerfile's structure: we cannot build images here, so its promises are checked as text.
 
-Multi-stage; every base pinned by digest; the final stage runs as a fixed non-root UID on a base with
-no shell, package manager or compiler, holds the libtss2 runtime, the virtual environment and the
-signed SBOM; OCI labels carry version and source; the build stage installs with the same script the
-runtime-environment test runs.
+Multi-stage; every base pinned by digest; the final stage runs as a fixed non-root UID on a base
+with no shell, package manager or compiler, holds the libtss2 runtime, the virtual environment and
+the signed SBOM; OCI labels carry version and source; the build stage installs with the same script
+the runtime-environment test runs.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def test_runtime_stage(dockerfile: DockerfileParser) -> None:
     assert "RUN" not in kinds, "the runtime stage has no shell to RUN with"
     (user,) = [i["value"] for i in runtime if i["instruction"] == "USER"]
     uid, _, gid = user.partition(":")
-    assert uid.isdigit() and gid.isdigit() and int(uid) >= 10000, "a fixed numeric non-root UID"
+    assert uid.isdigit(), "a fixed numeric UID"
+    assert gid.isdigit(), "a fixed numeric GID"
+    assert int(uid) >= 10000, "non-root, above host UIDs"
     copies = [i["value"] for i in runtime if i["instruction"] == "COPY"]
     assert "--from=build /opt/venv /opt/venv" in copies
     assert "--from=tss /staging/ /" in copies
@@ -104,7 +106,8 @@ def test_compilers_only_in_the_build_stage(dockerfile: DockerfileParser) -> None
         # sbom derives from build, but installs no compiler of its own.
         assert not re.search(r"\b(gcc|g\+\+|build-essential|clang)\b", text), name
     build = " ".join(i["value"] for i in stage_named(dockerfile, "build"))
-    assert "gcc" in build and "libtss2-dev" in build
+    assert "gcc" in build
+    assert "libtss2-dev" in build
 
 
 def test_libtss2_runtime_is_shipped(dockerfile: DockerfileParser) -> None:
@@ -121,7 +124,8 @@ def test_build_stage_runs_the_tested_install_script(dockerfile: DockerfileParser
 
 def test_sbom_stage_signs_with_a_build_secret(dockerfile: DockerfileParser) -> None:
     sbom = " ".join(i["value"] for i in stage_named(dockerfile, "sbom"))
-    assert "--require-hashes" in sbom and "tools/sbom/requirements.txt" in sbom
+    assert "--require-hashes" in sbom
+    assert "tools/sbom/requirements.txt" in sbom
     assert "--mount=type=secret,id=sbom-signing-key,required=true" in sbom
     assert "-m tools.sbom generate" in sbom
     assert "--environment /opt/venv" in sbom
