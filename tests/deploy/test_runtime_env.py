@@ -43,7 +43,7 @@ def test_clean_install_gives_the_entry_point(runtime_venv: Path) -> None:
     assert "site-packages" in where.stdout
     pip_list = run([str(runtime_venv / "bin" / "pip"), "list", "--format=json"])
     names = {p["name"].lower() for p in json.loads(pip_list.stdout)}
-    assert {"ohttp-gateway", "cryptography", "pyhpke"} <= names
+    assert {"ohttp-gateway", "cryptography", "pyhpke", "tpm2-pytss"} <= names
     assert not {"pytest", "ruff", "mypy"} & names, "test tools must not reach the image"
 
 
