@@ -304,3 +304,14 @@ def test_notes(tmp_path: Path) -> None:
     assert "/.well-known/ohttp-gateway/attestation" in default
     assert "cannot reach /dev/tpmrm0" in default  # azure-vtpm without a device: warned
     assert "cannot reach" not in _notes(tmp_path / "gpu", "gpu-cvm-vtpm")
+
+
+def test_chart_release_policies_are_the_documented_ones(rendered: dict[str, Rendered]) -> None:
+    # Helm packages only files inside the chart: the chart carries copies, kept identical here.
+    documented = CHART.parents[1] / "docs" / "release-policies"
+    copies = sorted(p.name for p in (CHART / "policies").glob("*.json"))
+    assert copies == sorted(p.name for p in documented.glob("*.json"))
+    for name in copies:
+        assert (CHART / "policies" / name).read_bytes() == (documented / name).read_bytes(), name
+    configmap = rendered["monitoring"].one("ConfigMap", "-release-policies")
+    assert sorted(configmap["data"]) == copies
