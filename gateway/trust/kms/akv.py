@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import secrets
 import ssl
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import certifi  # requests' CA bundle (azure-core needs requests), for an OS without one
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     AzureError,
@@ -47,6 +50,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.identity.aio import DefaultAzureCredential, WorkloadIdentityCredential
 from azure.keyvault.keys.aio import KeyClient
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 
 from gateway.errors import ConfigError, KeyReleaseError
 from gateway.protocol.keys import SymmetricSuite
@@ -56,6 +60,7 @@ from gateway.trust.rest import ssl_context
 
 CREDENTIALS = ("workload-identity", "default")
 _LOOPBACK_NAMES = frozenset({"localhost"})
+_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -67,23 +72,35 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def _pem_certificates(data: bytes, *, strict: bool) -> list[x509.Certificate]:
+    """Each PEM certificate of ``data``; with ``strict`` off, ones cryptography refuses are
+    skipped (an OS bundle may hold legacy roots, e.g. with serial 0, that cryptography warns
+    about today and will refuse later: neither may stop the gateway)."""
+    certificates = []
+    for block in _PEM_BLOCK.findall(data):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            try:
+                certificates.append(x509.load_pem_x509_certificate(block))
+            except ValueError as error:
+                if strict:
+                    raise ConfigError("a CA bundle holds an unreadable certificate") from error
+    return certificates
+
+
 def load_trust_roots(ca_bundle: Path | None) -> list[x509.Certificate]:
     """The system's default roots plus ``ca_bundle``: what a release certificate may chain to."""
+    system = [ssl.get_default_verify_paths().cafile, certifi.where()]
     roots: list[x509.Certificate] = []
-    paths = [ssl.get_default_verify_paths().cafile]
-    try:
-        import certifi  # requests' (hence azure-core's) CA bundle, when the OS has none
-
-        paths.append(certifi.where())
-    except ImportError:  # pragma: no cover - azure-core depends on requests, which needs certifi
-        pass
-    for path in [*paths, ca_bundle]:
-        if path is None or not Path(path).is_file():
-            continue
+    for path in system:
+        if path is not None and Path(path).is_file():
+            roots.extend(_pem_certificates(Path(path).read_bytes(), strict=False))
+    if ca_bundle is not None:
         try:
-            roots.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
-        except (OSError, ValueError) as error:
-            raise ConfigError("a CA bundle cannot be read") from error
+            data = ca_bundle.read_bytes()
+        except OSError as error:
+            raise ConfigError("the CA bundle cannot be read") from error
+        roots.extend(_pem_certificates(data, strict=True))
     return roots
 
 
