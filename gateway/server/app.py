@@ -117,10 +117,10 @@ class GatewayEndpoint:
     ) -> None:
         metrics, elapsed = self.gw.metrics, perf_counter() - started
         label = outcome(error, result.upstream_status)
-        metrics.requests.labels(self.route, profile, label).inc()
-        metrics.request_duration.labels(self.route).observe(elapsed)
-        metrics.received_bytes.labels(self.route).inc(result.received)
-        metrics.sent_bytes.labels(self.route).inc(result.sent)
+        metrics.child(metrics.requests, self.route, profile, label).inc()
+        metrics.child(metrics.request_duration, self.route).observe(elapsed)
+        metrics.child(metrics.received_bytes, self.route).inc(result.received)
+        metrics.child(metrics.sent_bytes, self.route).inc(result.sent)
         fields: dict[str, Any] = {
             "route": self.route,
             "profile": profile,

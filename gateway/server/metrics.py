@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from time import perf_counter
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -145,6 +146,16 @@ class GatewayMetrics:
             "Key sets picked up after a rotation.",
             registry=r,
         )
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: label values are closed sets, so the cache is
+        bounded, and a request's hot path skips prometheus-client's lookup and lock."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -153,7 +164,7 @@ class GatewayMetrics:
         try:
             yield
         finally:
-            self.phase_duration.labels(name).observe(perf_counter() - started)
+            self.child(self.phase_duration, name).observe(perf_counter() - started)
 
     def observe_keys(
         self,

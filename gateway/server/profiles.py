@@ -70,7 +70,7 @@ async def _forward(
         if error.reason in kind:
             gw.metrics.upstream_responses.labels(kind[error.reason]).inc()
         raise
-    gw.metrics.upstream_responses.labels(status_class(response.status)).inc()
+    gw.metrics.child(gw.metrics.upstream_responses, status_class(response.status)).inc()
     return response
 
 
