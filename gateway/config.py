@@ -104,6 +104,9 @@ class Settings:
     ccf_url: str | None = None
     ccf_service_cert: Path | None = None
     ca_bundle: Path | None = None
+    key_refresh_interval: float = 300.0
+    key_grace_period: float = 3600.0
+    trust_retry_max_delay: float = 60.0
 
     def masked(self) -> dict[str, object]:
         """The settings as plain values for display, secrets replaced by a mask."""
@@ -297,6 +300,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("ccf_url", _https_url, "Azure confidential KMS URL"),
     Spec("ccf_service_cert", _file, "pinned KMS service certificate (PEM file)"),
     Spec("ca_bundle", _file, "extra CA bundle for MAA/KMS TLS"),
+    Spec("key_refresh_interval", _seconds(0.1, 86_400), "seconds between key release refreshes"),
+    Spec("key_grace_period", _seconds(0, 7 * 86_400), "seconds a superseded key still decrypts"),
+    Spec("trust_retry_max_delay", _seconds(0.1, 3600), "cap of the MAA/KMS retry backoff"),
 )
 
 

@@ -78,9 +78,11 @@ def add_kms_emulators(emulators: Emulators) -> None:
         return vaults["vault"].app
 
     emulators.add("keyvault", vault_app, tls=True, setting="OHTTP_GATEWAY_AKV_VAULT_URL")
+    emulators.vault = vaults["vault"]
     ledger = Ledger(state)
     kms = CcfKmsEmulator(ledger, TokenVerifier(tls.ca_path), policy)
     kms.refresh()
+    emulators.ccf_kms = kms
     sock = bind_loopback()
     kms_url = socket_url(sock, tls=True)
     emulators.group.add(kms.app, sock, ledger.tls)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from starlette.types import ASGIApp
 
+from gateway.emulators.ccf_kms import CcfKmsEmulator
+from gateway.emulators.keyvault import KeyVaultEmulator
 from gateway.emulators.kms_emulators import add_kms_emulators
 from gateway.emulators.maa import MaaEmulator
 from gateway.emulators.maa_signing import TokenSigner
@@ -57,6 +59,10 @@ class Endpoint:
 
 class Emulators:
     """Builds the emulators on bound loopback sockets; serve them with :attr:`group`."""
+
+    # Set by add_kms_emulators; tests change their release policies and rotate keys through them.
+    vault: KeyVaultEmulator
+    ccf_kms: CcfKmsEmulator
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.config import Settings
-from gateway.errors import GatewayError, NotReady, UnsupportedMediaType
+from gateway.errors import GatewayError, NotReady, UnknownKeyId, UnsupportedMediaType
 from gateway.protocol.keys import KeyRing
 from gateway.server import profiles
 from gateway.server.answers import clear_error, outcome, send_response
@@ -40,6 +40,7 @@ from gateway.server.keysource import KeySource
 from gateway.server.limits import ClientGone, check_header_size, declared_length
 from gateway.server.logs import log_event, new_request_id
 from gateway.server.metrics import GatewayMetrics
+from gateway.trust.lifecycle import KeyLifecycle
 
 Handler = Callable[[Gateway, KeyRing, Receive, Send, profiles.Result], Awaitable[None]]
 PROFILES: dict[bytes, tuple[str, Handler]] = {
@@ -97,6 +98,8 @@ class GatewayEndpoint:
         except GatewayError as failure:
             error = failure
             gw.metrics.decapsulation_failures.labels(failure.reason).inc()
+            if isinstance(failure, UnknownKeyId) and gw.keys.on_unknown_key is not None:
+                gw.keys.on_unknown_key()  # a rotation elsewhere: refresh soon (rate limited)
             if not response_started:
                 status, fields, body = clear_error(failure)
                 await send_response(send, status, fields, body)
@@ -168,7 +171,7 @@ class AttestationEndpoint:
             label = "not_ready"
         else:
             status, body, label = 200, document, "ok"
-            fields = [(b"content-type", b"application/json"), (b"cache-control", b"no-cache")]
+            fields = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
         self.gw.metrics.requests.labels("attestation", "none", label).inc()
         await send_response(send, status, fields, body)
 
@@ -214,8 +217,14 @@ async def _refresh(gw: Gateway) -> None:
         await asyncio.sleep(REFRESH_SECONDS)
 
 
-def build_app(settings: Settings, keys: KeySource, metrics: GatewayMetrics) -> Starlette:
-    """The gateway app for one worker process."""
+def build_app(
+    settings: Settings,
+    keys: KeySource,
+    metrics: GatewayMetrics,
+    lifecycle: KeyLifecycle | None = None,
+) -> Starlette:
+    """The gateway app for one worker process; ``lifecycle`` (attest → release → serve) runs
+    for the app's lifetime and fills ``keys``."""
     upstream = Upstream(
         settings.upstream,
         connect_timeout=settings.upstream_connect_timeout,
@@ -232,12 +241,19 @@ def build_app(settings: Settings, keys: KeySource, metrics: GatewayMetrics) -> S
             log_event("dev_mode", logging.WARNING, confidential=False, detail="NOT CONFIDENTIAL")
         log_event("started", key_ids=list(keys.key_ages()), started_at=time.time())
         refresher = asyncio.ensure_future(_refresh(gw))
+        trust = None if lifecycle is None else asyncio.ensure_future(lifecycle.run())
         try:
             yield
         finally:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            if lifecycle is not None and trust is not None:
+                trust.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await trust
+                await lifecycle.aclose()
+                keys.fail()  # private keys leave memory with the ring
             await upstream.close()
             log_event("stopped")
 

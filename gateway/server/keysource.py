@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import secrets
 import time
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -81,6 +82,8 @@ class KeySource:
         self.state = AttestationState.DEV if dev else AttestationState.PENDING
         self.attestation: bytes | None = None
         self.token_expiry: float | None = None
+        # Called when a request names a key id not in the ring (the lifecycle refreshes).
+        self.on_unknown_key: Callable[[], None] | None = None
 
     def install(self, ring: KeyRing, state: AttestationState | None = None) -> None:
         """Serve ``ring`` from now on; key ids already known keep their load time."""

@@ -70,6 +70,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
 def run_worker(settings: Settings, seed: bytes | None, sock: socket.socket | None) -> None:
     """One gateway process: build the app and serve until SIGTERM has been drained."""
     from gateway.server.app import build_app  # the app's imports are paid for only when serving
+    from gateway.server.attested import attested_lifecycle
 
     logs.configure(settings.log_level)
     signal.signal(signal.SIGTERM, _note_stop)
@@ -77,7 +78,9 @@ def run_worker(settings: Settings, seed: bytes | None, sock: socket.socket | Non
     metrics_server = None
     if sock is None and settings.metrics_port:
         metrics_server = serve_metrics(metrics.registry, settings.host, settings.metrics_port)
-    app = build_app(settings, key_source(settings, seed), metrics)
+    keys = key_source(settings, seed)
+    lifecycle = None if settings.dev else attested_lifecycle(settings, keys, metrics)
+    app = build_app(settings, keys, metrics, lifecycle)
     server = uvicorn.Server(uvicorn_config(settings, app))
     server.run(sockets=[sock] if sock is not None else None)
     if metrics_server is not None:
