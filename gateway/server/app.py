@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -40,7 +40,6 @@ from gateway.server.keysource import KeySource
 from gateway.server.limits import ClientGone, check_header_size, declared_length
 from gateway.server.logs import log_event, new_request_id
 from gateway.server.metrics import GatewayMetrics
-from gateway.trust.lifecycle import KeyLifecycle
 
 Handler = Callable[[Gateway, KeyRing, Receive, Send, profiles.Result], Awaitable[None]]
 PROFILES: dict[bytes, tuple[str, Handler]] = {
@@ -55,6 +54,14 @@ AZURE_PROFILES: dict[bytes, tuple[str, Handler]] = {
 KEYS_CACHE_CONTROL = b"public, max-age=3600"
 REFRESH_SECONDS = 5.0
 PROBE_TIMEOUT = 2.0
+
+
+class TrustTask(Protocol):
+    """What fills the key source for the app's lifetime (gateway/trust/lifecycle.py)."""
+
+    async def run(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def media_type(headers: list[tuple[bytes, bytes]]) -> bytes | None:
@@ -221,7 +228,7 @@ def build_app(
     settings: Settings,
     keys: KeySource,
     metrics: GatewayMetrics,
-    lifecycle: KeyLifecycle | None = None,
+    lifecycle: TrustTask | None = None,
 ) -> Starlette:
     """The gateway app for one worker process; ``lifecycle`` (attest → release → serve) runs
     for the app's lifetime and fills ``keys``."""
@@ -253,7 +260,8 @@ def build_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await trust
                 await lifecycle.aclose()
-                keys.fail()  # private keys leave memory with the ring
+                if not keys.dev:
+                    keys.fail()  # released private keys leave memory with the ring
             await upstream.close()
             log_event("stopped")
 

@@ -6,8 +6,10 @@ attestation document of that ring (one synchronous step, so a ``GET`` of the key
 document never disagree), drops both when the lifecycle says no key may be used, and keeps the
 trust metrics of docs/metrics.md (attestation state, token expiry, trust-service latency and
 errors by reason, rotations). :func:`attested_lifecycle` builds the configured lifecycle and
-connects the app's unknown-key signal to it. Never: sees or logs private keys or tokens beyond
-handing the ring and the (public) document over.
+connects the app's unknown-key signal to it; :func:`dev_attestation` publishes dev mode's
+document (simulated evidence for the dev keys, ``dev_mode: true``) when an MAA URL is set.
+Never: sees or logs private keys or tokens beyond handing the ring and the (public) document
+over.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from gateway.protocol.keys import KeyRing
 from gateway.server.keysource import AttestationState, KeySource
 from gateway.server.metrics import GatewayMetrics
 from gateway.trust.attestation_document import Attestation, encode_document
-from gateway.trust.components import build_lifecycle
+from gateway.trust.components import build_attester, build_lifecycle
+from gateway.trust.dev_attestation import DevAttestation
 from gateway.trust.lifecycle import KeyLifecycle
 from gateway.trust.notifier import Notifier
 
@@ -52,6 +55,26 @@ class AttestedKeys:
     def _observe(self) -> None:
         keys = self.keys
         self.metrics.observe_keys(keys.key_ages(), keys.dev, keys.state, keys.token_expiry)
+
+
+def dev_attestation(
+    settings: Settings, keys: KeySource, metrics: GatewayMetrics
+) -> DevAttestation | None:
+    """Dev mode with an MAA URL: the dev keys' document (simulated evidence, ``dev_mode``)."""
+    ring = keys.key_ring
+    if not settings.dev or settings.maa_url is None or ring is None:
+        return None
+    observer = AttestedKeys(keys, metrics)
+
+    def publish(attestation: Attestation) -> None:
+        document = encode_document(attestation, dev_mode=True)
+        keys.publish_attestation(document, attestation.expires_at)
+
+    attester = build_attester(settings, observer.record)
+    configs = ring.encoded_configs
+    return DevAttestation(
+        attester, lambda: configs, publish, retry_cap=settings.trust_retry_max_delay
+    )
 
 
 def attested_lifecycle(

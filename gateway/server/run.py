@@ -70,7 +70,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
 def run_worker(settings: Settings, seed: bytes | None, sock: socket.socket | None) -> None:
     """One gateway process: build the app and serve until SIGTERM has been drained."""
     from gateway.server.app import build_app  # the app's imports are paid for only when serving
-    from gateway.server.attested import attested_lifecycle
+    from gateway.server.attested import attested_lifecycle, dev_attestation
 
     logs.configure(settings.log_level)
     signal.signal(signal.SIGTERM, _note_stop)
@@ -79,7 +79,11 @@ def run_worker(settings: Settings, seed: bytes | None, sock: socket.socket | Non
     if sock is None and settings.metrics_port:
         metrics_server = serve_metrics(metrics.registry, settings.host, settings.metrics_port)
     keys = key_source(settings, seed)
-    lifecycle = None if settings.dev else attested_lifecycle(settings, keys, metrics)
+    lifecycle = (
+        dev_attestation(settings, keys, metrics)
+        if settings.dev
+        else attested_lifecycle(settings, keys, metrics)
+    )
     app = build_app(settings, keys, metrics, lifecycle)
     server = uvicorn.Server(uvicorn_config(settings, app))
     server.run(sockets=[sock] if sock is not None else None)

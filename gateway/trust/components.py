@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from gateway.config import Settings
 from gateway.errors import ConfigError
-from gateway.trust.attester import Attester
+from gateway.trust.attester import Attester, Record
 from gateway.trust.evidence import EvidenceKind, EvidenceProvider
 from gateway.trust.kms import KmsBackend
 from gateway.trust.lifecycle import KeyLifecycle, LifecycleObserver, LifecycleTiming
@@ -84,19 +84,23 @@ def timing(settings: Settings) -> LifecycleTiming:
     )
 
 
+def build_attester(settings: Settings, record: Record) -> Attester:
+    """The configured evidence provider and MAA client (dev mode too, for its document)."""
+    if settings.maa_url is None:
+        raise ConfigError("--maa-url: required unless --dev")
+    maa = MaaClient(
+        settings.maa_url, ca_bundle=settings.ca_bundle, timeout=CALL_TIMEOUT, retry=CALL_RETRY
+    )
+    return Attester(evidence_provider(settings), maa, thim_url=settings.thim_url, record=record)
+
+
 def build_lifecycle(
     settings: Settings, observer: LifecycleObserver, notifier: Notifier | None = None
 ) -> KeyLifecycle:
     """The configured lifecycle, not started (``await lifecycle.run()`` in the event loop)."""
     if settings.dev:
         raise ConfigError("--dev: dev mode serves in-memory keys without a key lifecycle")
-    if settings.maa_url is None:
-        raise ConfigError("--maa-url: required unless --dev")
-    provider = evidence_provider(settings)
-    maa = MaaClient(
-        settings.maa_url, ca_bundle=settings.ca_bundle, timeout=CALL_TIMEOUT, retry=CALL_RETRY
-    )
-    attester = Attester(provider, maa, thim_url=settings.thim_url, record=observer.record)
+    attester = build_attester(settings, observer.record)
     return KeyLifecycle(
         attester, kms_backend(settings), observer, notifier=notifier, timing=timing(settings)
     )

@@ -16,27 +16,14 @@ from gateway.emulators.attestation_tokens import TokenVerifier
 from gateway.emulators.ccf_kms import CcfKmsEmulator
 from gateway.emulators.ccf_ledger import Ledger
 from gateway.emulators.kms_emulators import default_policy
-from gateway.emulators.release_policy import ReleasePolicy
 from gateway.emulators.runner import Emulators
 from gateway.emulators.server import BackgroundServers, ServerGroup, bind_loopback, socket_url
-from gateway.protocol.keys import decode_key_configs
-from tests.support.attested_process import AttestedGateway, get
-from tests.support.ohttp_client import inner_request, post_plain
+from tests.support.attested_process import AttestedGateway, exchange, get
+from tests.support.kms_world import sevsnp_policy
 from tests.support.upstream_double import UpstreamDouble
 
 CCF = {"OHTTP_GATEWAY_KMS_BACKEND": "ccf"}
 NOT_READY_FOR = 2.0  # seconds: several backoff rounds (the cap is 0.5 s in these tests)
-
-
-def _policy(authority: str, *conditions: dict[str, str]) -> ReleasePolicy:
-    base = [
-        {"claim": "x-ms-attestation-type", "equals": "sevsnpvm"},
-        {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": "false"},
-        {"claim": "x-ms-sevsnpvm-vmpl", "equals": "0"},
-    ]
-    return ReleasePolicy.parse(
-        {"version": "1.0.0", "anyOf": [{"authority": authority, "allOf": base + list(conditions)}]}
-    )
 
 
 @pytest.fixture
@@ -72,17 +59,7 @@ def _assert_not_ready(gateway: AttestedGateway) -> None:
 
 
 def _assert_serves(gateway: AttestedGateway) -> None:
-    _, body = get(gateway.url + "/.well-known/ohttp-gateway")
-    (config,) = decode_key_configs(body)
-
-    async def exchange() -> int | None:
-        async with aiohttp.ClientSession() as session:
-            answer = await post_plain(
-                session, gateway.url + "/gateway", config, config.suites[0], inner_request()
-            )
-        return answer.inner.status if answer.inner is not None else None
-
-    assert asyncio.run(exchange()) == 200
+    assert exchange(gateway.url) == 200
 
 
 def _waiting(gateway: AttestedGateway) -> list[dict[str, object]]:
@@ -107,7 +84,7 @@ def test_release_policy_not_satisfied_keeps_it_not_ready_until_fixed(
 ) -> None:
     kms = emulators.ccf_kms
     fixed = kms.policy
-    kms.policy = _policy(emulators.maa_url, condition)
+    kms.policy = sevsnp_policy(emulators.maa_url, condition)
     try:
         gateway = _gateway({**emulators.settings(), **CCF}, double, tmp_path)
         start.append(gateway)

@@ -6,7 +6,6 @@ real server. A debuggable guest is refused by the vault's policy and stays not r
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -14,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import aiohttp
 import pytest
 import uvicorn
 
@@ -22,7 +20,6 @@ from gateway.config import load_settings
 from gateway.emulators.maa_verify import MaaPolicy
 from gateway.emulators.runner import Emulators
 from gateway.emulators.server import BackgroundServers
-from gateway.protocol.keys import decode_key_configs
 from gateway.server.app import build_app
 from gateway.server.attested import AttestedKeys
 from gateway.server.keysource import KeySource
@@ -35,9 +32,8 @@ from gateway.trust.lifecycle import KeyLifecycle
 from gateway.trust.maa import MaaClient
 from gateway.trust.policy import SnpPolicy
 from gateway.trust.snp import POLICY_DEBUG
-from tests.support.attested_process import get
+from tests.support.attested_process import exchange, get
 from tests.support.gateway_process import wait_until_live
-from tests.support.ohttp_client import inner_request, post_plain
 from tests.support.upstream_double import UpstreamDouble, free_port
 from tests.trust.evidence.sev_guest_fakes import FakeConfigfsTsm
 
@@ -127,17 +123,7 @@ def test_sev_guest_with_key_vault_becomes_ready_and_serves(
     fake = FakeConfigfsTsm(tmp_path / "tsm" / "report", emulators.amd)
     with InProcessGateway(emulators, fake, double.url) as gateway:
         gateway.wait_ready()
-        _, served = get(gateway.url + "/.well-known/ohttp-gateway")
-        (config,) = decode_key_configs(served)
-
-        async def exchange() -> int | None:
-            async with aiohttp.ClientSession() as session:
-                answer = await post_plain(
-                    session, gateway.url + "/gateway", config, config.suites[0], inner_request()
-                )
-            return answer.inner.status if answer.inner is not None else None
-
-        assert asyncio.run(exchange()) == 200
+        assert exchange(gateway.url) == 200
         document = json.loads(get(gateway.url + "/.well-known/ohttp-gateway/attestation")[1])
         assert document["evidence_provider"] == "sev-guest"
         assert document["evidence"]["kind"] == "snp"

@@ -5,7 +5,6 @@ configs it serves."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -13,15 +12,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
+from gateway.client.document import parse_document
+from gateway.client.policy import AttestationPolicy
+from gateway.client.verify import check_key_configs, verify_document
 from gateway.emulators.runner import Emulators
 from gateway.protocol.keys import decode_key_configs
 from gateway.trust.binding import user_data_for
 from gateway.trust.token import verify_token
-from tests.support.attested_process import AttestedGateway, get
-from tests.support.ohttp_client import inner_request, post_plain
+from tests.support.attested_process import AttestedGateway, exchange, get
 from tests.support.upstream_double import UpstreamDouble
 
 CCF = {"OHTTP_GATEWAY_KMS_BACKEND": "ccf"}
@@ -50,16 +50,7 @@ def test_ready_and_serves_requests_encrypted_to_the_released_key(
     # The served config is byte for byte the one the KMS published (and its receipt binds).
     assert config.encode().hex() == kms.keys[kms.latest].public_key_hex
 
-    async def exchange() -> None:
-        async with aiohttp.ClientSession() as session:
-            answer = await post_plain(
-                session, gateway.url + "/gateway", config, config.suites[0], inner_request()
-            )
-        assert answer.status == 200
-        assert answer.inner is not None
-        assert answer.inner.status == 200
-
-    asyncio.run(exchange())
+    assert exchange(gateway.url, config) == 200
     assert gateway.metric("ohttp_gateway_attestation_state", state="attested") == 1
     assert gateway.metric("ohttp_gateway_active_keys", key_id=str(config.key_id)) == 1
     assert gateway.metric("ohttp_gateway_attestation_token_expiry_timestamp_seconds") > time.time()
@@ -89,6 +80,21 @@ def test_attestation_document_binds_the_served_key_configs(
     runtime = base64.b64decode(document["evidence"]["runtime_data"])
     assert json.loads(runtime)["user-data"] == binding["user_data"]
     assert document["expires_at"] == token.expires_at > time.time()
+
+
+def test_the_client_library_verifies_the_document_and_the_served_keys(
+    gateway: AttestedGateway, emulators: Emulators
+) -> None:
+    _, served = get(gateway.url + "/.well-known/ohttp-gateway")
+    _, body = get(gateway.url + "/.well-known/ohttp-gateway/attestation")
+    policy = AttestationPolicy(
+        maa_issuer=emulators.maa_url, amd_roots=(emulators.amd.ark,), allow_simulated=True
+    )
+    verified = verify_document(
+        parse_document(body), policy=policy, jwks=emulators.maa.signer.jwks(), now=time.time()
+    )
+    (config,) = check_key_configs(verified, served)
+    assert exchange(gateway.url, config) == 200
 
 
 def test_logs_name_each_step_and_never_a_token(gateway: AttestedGateway) -> None:

@@ -5,25 +5,21 @@ wrapped to the TPM's ephemeral key (unwrapped inside the TPM, under its PCR poli
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from gateway.emulators.maa_verify import MaaPolicy
 from gateway.emulators.release_policy import ReleasePolicy
 from gateway.emulators.runner import Emulators
 from gateway.emulators.server import BackgroundServers
-from gateway.protocol.keys import decode_key_configs
 from gateway.trust import tpm_verify
 from gateway.trust.evidence.simulated import SimulatedAmd
 from tests.support import swtpm
-from tests.support.attested_process import AttestedGateway, get
-from tests.support.ohttp_client import inner_request, post_plain
+from tests.support.attested_process import AttestedGateway, exchange, get
 from tests.support.paravisor import Paravisor
 from tests.support.upstream_double import UpstreamDouble
 
@@ -82,16 +78,7 @@ def test_azure_vtpm_gateway_becomes_ready_and_serves(
         try:
             gateway.wait_ready(timeout=60)
             _, served = get(gateway.url + "/.well-known/ohttp-gateway")
-            (config,) = decode_key_configs(served)
-
-            async def exchange() -> int | None:
-                async with aiohttp.ClientSession() as session:
-                    answer = await post_plain(
-                        session, gateway.url + "/gateway", config, config.suites[0], inner_request()
-                    )
-                return answer.inner.status if answer.inner is not None else None
-
-            assert asyncio.run(exchange()) == 200
+            assert exchange(gateway.url) == 200
             document = json.loads(get(gateway.url + "/.well-known/ohttp-gateway/attestation")[1])
             assert document["maa"]["route"] == "AzureGuest"
             assert document["evidence"]["kind"] == "azure-hcl"

@@ -3,14 +3,15 @@
 :class:`AttestedGateway` starts the gateway with exactly the environment ``ohttp-gateway emulate
 --print-env`` prints (:meth:`Emulators.settings`), plus the test's overrides, waits for
 ``/livez`` (not for readiness: tests watch the lifecycle get there), and stops it with SIGTERM.
-:func:`wait_ready` polls ``/readyz``; :func:`metric` reads one sample from ``/metrics``.
+:meth:`AttestedGateway.wait_ready` polls ``/readyz``; :meth:`AttestedGateway.metric` reads one
+sample from ``/metrics``; :func:`exchange` sends one encrypted request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -18,9 +19,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import aiohttp
+
 from gateway.emulators.runner import Emulators
+from gateway.protocol.keys import KeyConfig, decode_key_configs
 from gateway.trust.evidence.simulated import SimulatedAmd
-from tests.support.gateway_process import ROOT, wait_until_live
+from tests.support.gateway_process import GatewayProcess
+from tests.support.ohttp_client import inner_request, post_plain
 from tests.support.upstream_double import free_port
 
 FAST = {
@@ -46,7 +51,7 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-class AttestedGateway:
+class AttestedGateway(GatewayProcess):
     """``ohttp-gateway serve`` (not dev) in a child process."""
 
     def __init__(self, env: dict[str, str], upstream: str, log_path: Path, *extra: str) -> None:
@@ -61,22 +66,10 @@ class AttestedGateway:
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def start(self) -> AttestedGateway:
-        log = self.log_path.open("ab")
         self.started_at = time.monotonic()
-        self.process = subprocess.Popen(
-            self.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env
-        )
-        log.close()
-        wait_until_live(self.url, process=self.process)
+        super().start()
         return self
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def ready(self) -> bool:
         return get(self.url + "/readyz")[0] == 200
@@ -91,12 +84,10 @@ class AttestedGateway:
             time.sleep(0.02)
         raise AssertionError("the gateway did not become ready:\n" + self.logs()[-3000:])
 
-    def metrics(self) -> str:
-        return get(f"http://127.0.0.1:{self.metrics_port}/metrics")[1].decode()
-
     def metric(self, name: str, **labels: str) -> float:
         """The value of one sample (0 when absent)."""
-        for line in self.metrics().splitlines():
+        text = get(self.metrics_url)[1].decode()
+        for line in text.splitlines():
             match = re.fullmatch(r"([a-z_]+)(\{(.*)\})? (\S+)", line)
             if not match or match.group(1) != name:
                 continue
@@ -105,16 +96,19 @@ class AttestedGateway:
                 return float(match.group(4))
         return 0.0
 
-    def terminate(self, timeout: float = 30.0) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
+def exchange(url: str, config: KeyConfig | None = None) -> int | None:
+    """One RFC 9458 request to the gateway at ``url``, encrypted to ``config`` (default: the
+    first config it serves); the inner status, or None when the answer was not encapsulated."""
+    if config is None:
+        config = decode_key_configs(get(url + "/.well-known/ohttp-gateway")[1])[0]
+    chosen = config
+
+    async def go() -> int | None:
+        async with aiohttp.ClientSession() as session:
+            answer = await post_plain(
+                session, url + "/gateway", chosen, chosen.suites[0], inner_request()
+            )
+        return answer.inner.status if answer.inner is not None else None
+
+    return asyncio.run(go())
