@@ -102,13 +102,6 @@ class InProcessGateway:
             time.sleep(0.05)
 
 
-# The OS bundle holds a legacy root with serial 0 that cryptography warns about while the akv
-# backend loads its trust roots in this process (the kms work skips such roots).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Parsed a serial number:cryptography.utils.CryptographyDeprecationWarning"
-)
-
-
 @pytest.fixture
 def workload_identity(emulators: Emulators, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in emulators.settings().items():
