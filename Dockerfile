@@ -21,6 +21,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev \
       pkg-config libtss2-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
+ENV PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway

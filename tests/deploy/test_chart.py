@@ -81,8 +81,11 @@ def test_gateway_environment_follows_the_configuration_contract(
     assert gpu["OHTTP_GATEWAY_AKV_VAULT_URL"].startswith("https://")
     assert gpu["OHTTP_GATEWAY_ALLOWED_PATHS"] == "/v1/audio/transcriptions,/v1/audio/translations"
     assert gpu["OHTTP_GATEWAY_DEV"] == "false"
+    assert gpu["OHTTP_GATEWAY_TPM_TCTI"] == "device:/dev/tpmrm0"
     coco = _env(rendered["confidential-containers"].container("gateway"))
     assert coco["OHTTP_GATEWAY_EVIDENCE_PROVIDER"] == "sev-guest"
+    assert coco["OHTTP_GATEWAY_SEV_GUEST_DEVICE"] == "/dev/sev-guest"
+    assert "OHTTP_GATEWAY_TPM_TCTI" not in coco
     assert coco["OHTTP_GATEWAY_CCF_SERVICE_CERT"] == "/etc/ohttp-gateway/kms/service-cert.pem"
     dev = _env(rendered["dev"].container("gateway"))
     assert dev["OHTTP_GATEWAY_DEV"] == "true"

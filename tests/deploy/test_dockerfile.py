@@ -120,6 +120,8 @@ def test_build_stage_runs_the_tested_install_script(dockerfile: DockerfileParser
     build = stage_named(dockerfile, "build")
     runs = [i["value"] for i in build if i["instruction"] == "RUN"]
     assert "scripts/build-runtime-venv /opt/venv /src" in runs
+    env = " ".join(i["value"] for i in build if i["instruction"] == "ENV")
+    assert "PIP_NO_CACHE_DIR=1" in env, "no pip cache in the image layers"
 
 
 def test_sbom_stage_signs_with_a_build_secret(dockerfile: DockerfileParser) -> None:

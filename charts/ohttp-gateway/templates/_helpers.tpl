@@ -150,6 +150,15 @@ Render-time guards: configurations that must never reach a cluster.
 {{- end }}
 - name: OHTTP_GATEWAY_EVIDENCE_PROVIDER
   value: {{ $gw.attestation.evidenceProvider | quote }}
+{{- $device := .Values.attestationDevice }}
+{{- if and (ne $device.mode "none") (eq $gw.attestation.evidenceProvider "azure-vtpm") }}
+- name: OHTTP_GATEWAY_TPM_TCTI
+  value: {{ printf "device:%s" $device.path | quote }}
+{{- end }}
+{{- if and (ne $device.mode "none") (eq $gw.attestation.evidenceProvider "sev-guest") }}
+- name: OHTTP_GATEWAY_SEV_GUEST_DEVICE
+  value: {{ $device.path | quote }}
+{{- end }}
 {{- with $gw.attestation.maaUrl }}
 - name: OHTTP_GATEWAY_MAA_URL
   value: {{ . | quote }}
