@@ -296,3 +296,27 @@ def test_bad_timing_is_refused(timing: dict[str, float]) -> None:
 
     with pytest.raises(ConfigError):
         LifecycleTiming(**timing)
+
+
+def test_the_token_is_re_attested_at_half_life_and_the_document_follows(
+    emulators: Emulators,
+) -> None:
+    recorder, clock = Recorder(), Clock()
+    lifecycle = _lifecycle(emulators, recorder, clock)
+
+    async def body() -> None:
+        await lifecycle.cycle()
+        first = recorder.attestation
+        assert first is not None
+        await lifecycle.cycle()  # fresh token: reused, nothing new published but the same
+        assert recorder.attestation is first
+        clock.now = first.issued_at + 0.6 * (first.expires_at - first.issued_at)
+        await lifecycle.cycle()
+        second = recorder.attestation
+        assert second is not None
+        assert second is not first
+        assert second.nonce != first.nonce
+        assert second.key_configs == first.key_configs  # same keys, bound again
+        assert recorder.names().count("attestation_succeeded") == 3
+
+    _run(lifecycle, body)
