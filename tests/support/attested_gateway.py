@@ -20,7 +20,6 @@ import base64
 import hashlib
 import secrets
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
@@ -119,21 +118,24 @@ class AttestationWorld:
                 claims[name] = value
         return {**document, "token": (signer or self.signer).sign(claims)}
 
-    def policy(self, **overrides: Any) -> AttestationPolicy:
+    def policy_document(self) -> dict[str, Any]:
         """The production policy for this world: pinned issuer, simulated AMD root pinned."""
-        base = AttestationPolicy.from_json(
-            {
-                "maa_issuer": self.maa_url,
-                "maa_ca_bundle": str(self.tls.ca_path),
-                "amd_roots": str(self.roots_path),
-                "launch_measurements": [MEASUREMENT],
-                "host_data": ["00" * 32],
-                "id_key_digests": ["00" * 48],
-                "minimum_svn": {"bootloader": 1, "snp": 1, "microcode": 1},
-                "max_token_age": 3600,
-            }
-        )
-        return replace(base, **overrides)
+        return {
+            "maa_issuer": self.maa_url,
+            "maa_ca_bundle": str(self.tls.ca_path),
+            "amd_roots": str(self.roots_path),
+            "debug": False,
+            "attestation_types": ["sevsnpvm"],
+            "compliance_statuses": ["azure-compliant-cvm"],
+            "launch_measurements": [MEASUREMENT],
+            "host_data": ["00" * 32],
+            "id_key_digests": ["00" * 48],
+            "minimum_svn": {"bootloader": 1, "snp": 1, "microcode": 1},
+            "max_token_age": 3600,
+        }
+
+    def policy(self, **overrides: Any) -> AttestationPolicy:
+        return replace(AttestationPolicy.from_json(self.policy_document()), **overrides)
 
 
 @contextmanager
@@ -179,6 +181,9 @@ class GatewayTap:
         self.document = document
         self.seen: list[Seen] = []
         self.body_bytes = 0  # request body bytes forwarded so far (streaming is observable)
+        # path -> bodies answered to the next GETs of that path instead of the gateway's (stale
+        # keys and documents, as a client would see them before a rotation)
+        self.overrides: dict[str, list[bytes]] = {}
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -221,6 +226,9 @@ class GatewayTap:
         peer = request.transport.get_extra_info("peername")[0] if request.transport else ""
         names = [name.lower() for name in request.headers]
         self.seen.append(Seen(peer, request.method, request.path, names))
+        queued = self.overrides.get(request.path)
+        if request.method == "GET" and queued:
+            return web.Response(body=queued.pop(0), content_type=_media_type(request.path))
         if request.path == DOCUMENT_PATH and self.document is not None:
             return web.json_response(self.document, headers={"Cache-Control": "no-store"})
         passed = ("Content-Type", "Content-Length", "Incremental")
@@ -240,5 +248,5 @@ class GatewayTap:
             return response
 
 
-def unique() -> str:
-    return uuid.uuid4().hex
+def _media_type(path: str) -> str:
+    return "application/json" if path == DOCUMENT_PATH else "application/ohttp-keys"
