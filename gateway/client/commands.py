@@ -117,8 +117,8 @@ async def _request(args: argparse.Namespace) -> int:
     head = Head(args.method.upper().encode(), args.path.encode(), tuple(headers))
     async with OhttpClient(settings(args)) as client:
         if args.score:
-            status, body = await client.score(head, data)
-            await _copy(body)
+            async with client.score(head, data) as (status, body):
+                await _copy(body)
             return _status_code(status)
         if args.chunked:
             async with client.stream(head, lambda: _once(data)) as response:
@@ -178,8 +178,8 @@ async def _transcribe(args: argparse.Namespace) -> int:
     async with OhttpClient(settings(args)) as client:
         if args.score:
             content = b"".join([piece async for piece in form.chunks()])
-            status, body = await client.score(head, content)
-            await _copy(body)
+            async with client.score(head, content) as (status, body):
+                await _copy(body)
             return _status_code(status)
         async with client.stream(head, form.chunks) as response:
             if args.stream and response.status < 400:

@@ -83,6 +83,7 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
         async for data in request.content.iter_any():
             yield data
 
+    response: web.StreamResponse | None = None
     try:
         async with client.stream(head, body, replayable=False) as inner:
             response = web.StreamResponse(status=inner.status)
@@ -95,4 +96,11 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
             await response.write_eof()
             return response
     except GatewayError as error:
-        return error_response(error)
+        if response is None or not response.prepared:
+            return error_response(error)
+        # The status is already sent: end the connection without the final chunk, so the
+        # application sees a broken response, never a truncated one that looks complete.
+        response.force_close()
+        if request.transport is not None:
+            request.transport.abort()
+        return response

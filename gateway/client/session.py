@@ -312,11 +312,14 @@ class OhttpClient:
 
     # --- Azure /score -------------------------------------------------------------------------
 
-    async def score(self, head: Head, content: bytes) -> tuple[int, AsyncIterator[bytes]]:
+    @contextlib.asynccontextmanager
+    async def score(
+        self, head: Head, content: bytes
+    ) -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
         """Microsoft's profile: P-384, known-length BHTTP in, status in clear, Azure framing out.
 
-        Returns the clear status and the decrypted raw upstream body as it arrives; iterate it
-        to the end (a truncated stream raises).
+        Yields the clear status and the decrypted raw upstream body as it arrives; a stream
+        that ends before its final chunk raises :class:`AzureFramingError`.
         """
         config = await self.config(KemId.P384_SHA384)
         request = self._inner(head, content, None)
@@ -325,20 +328,16 @@ class OhttpClient:
         )
         headers = {"Content-Type": "message/ohttp-chunked-req"}
         decapsulator = AzureResponseDecapsulator(context)
-        posted = self._post("/score", sealed, headers)
-        answer = await posted.__aenter__()
+        async with self._post("/score", sealed, headers) as answer:
 
-        async def body() -> AsyncIterator[bytes]:
-            try:
+            async def body() -> AsyncIterator[bytes]:
                 async for data in answer.content.iter_any():
                     for piece in decapsulator.feed(data):
                         yield piece
                 for piece in decapsulator.finish():
                     yield piece
-            finally:
-                await posted.__aexit__(None, None, None)
 
-        return answer.status, body()
+            yield answer.status, body()
 
 
 def problem_type(content_type: str | bytes, body: bytes) -> str | None:
