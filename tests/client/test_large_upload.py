@@ -1,6 +1,6 @@
 """A 25 MiB chunked upload through the CLI, the dev relay and the gateway keeps the client's
-memory bounded: peak RSS growth under 64 MiB (measured in a child process with ru_maxrss), and
-every byte arrives (the upstream double hashes what it received)."""
+memory bounded: peak RSS growth under 64 MiB (measured in a child process from /proc: VmHWM
+minus VmRSS before the CLI runs), and every byte arrives (the upstream double counts them)."""
 
 from __future__ import annotations
 
