@@ -91,7 +91,7 @@ def test_a_chunked_upload_is_forwarded_before_it_ends(relay: Listening, tap: Gat
                 head = encoder.head(b"POST", b"https", b"gw", b"/v1/audio/transcriptions", ())
                 yield encapsulator.start() + encapsulator.encapsulate_chunk(head)
                 yield encapsulator.encapsulate_chunk(encoder.body(b"x" * 4096))
-                for _ in range(1000):  # the rest waits until the tap has seen the first bytes
+                for _ in range(3000):  # the rest waits until the tap has seen the first bytes
                     if tap.body_bytes > 0:
                         forwarded_early.set()
                         break
@@ -100,10 +100,10 @@ def test_a_chunked_upload_is_forwarded_before_it_ends(relay: Listening, tap: Gat
 
             headers = {"Content-Type": "message/ohttp-chunked-req", "Incremental": "?1"}
             async with session.post(relay.url + "/gateway", data=body(), headers=headers) as answer:
-                assert answer.status == 200
-                assert answer.headers["Content-Type"] == "message/ohttp-chunked-res"
                 data = await answer.read()
-            assert forwarded_early.is_set()
+                assert answer.status == 200, data
+                assert answer.headers["Content-Type"] == "message/ohttp-chunked-res"
+            assert forwarded_early.is_set(), tap.body_bytes
             return data
 
     assert asyncio.run(go())
