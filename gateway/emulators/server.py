@@ -82,7 +82,12 @@ class ServerGroup:
         return all(server.started for server, _ in self._servers)
 
     async def serve(self) -> None:
-        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in self._servers))
+        try:
+            await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in self._servers))
+        finally:
+            # uvicorn closes its sockets on shutdown, but not when it fails to start.
+            for _, sock in self._servers:
+                sock.close()
 
     def stop(self) -> None:
         for server, _ in self._servers:

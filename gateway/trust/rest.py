@@ -196,10 +196,13 @@ class RestClient:
         async with self._open().request(
             method, url, json=json_body, headers=headers, allow_redirects=False
         ) as response:
-            body = await response.content.read(self._max_body + 1)
-            if len(body) > self._max_body:
-                raise self._error("service answer too large")
-            return _Answer(response.status, body, _retry_after(response.headers))
+            # read(n) may return less than is there: read to the end, bounded.
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(1 << 16):
+                body += chunk
+                if len(body) > self._max_body:
+                    raise self._error("service answer too large")
+            return _Answer(response.status, bytes(body), _retry_after(response.headers))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ the token verified by the team's verifier. Then tampering with the TPM side, eac
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,15 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
 
 from gateway.emulators.maa import MaaEmulator
 from gateway.emulators.maa_signing import TokenSigner
 from gateway.emulators.maa_verify import MaaPolicy, MaaVerifier
 from gateway.emulators.thim import THIM_PATH, thim_app
 from gateway.emulators.tls import EmulatorTls, ensure_tls
-from gateway.errors import AttestationRefused, ConfigError, TpmPolicyFailed
+from gateway.errors import (
+    AttestationRefused,
+    CertifiedKeyMismatch,
+    ConfigError,
+    TpmPolicyFailed,
+    UntrustedAik,
+)
 from gateway.trust import tpm_verify
 from gateway.trust.evidence.azure_vtpm import AzureVtpmConfig, AzureVtpmEvidence, AzureVtpmProvider
 from gateway.trust.evidence.simulated import SimulatedAmd
@@ -247,3 +257,56 @@ def test_fuzz_azure_guest_decisions(
         assert_parses_or_raises_ours(
             lambda d: verifier.azure_guest(replace(good, client_payload=d)), data
         )
+
+
+def _aik_certificate(aik: rsa.RSAPublicKey, *, expired: bool) -> tuple[x509.Certificate, bytes]:
+    """A vTPM CA and an AIK certificate from it, valid now or expired yesterday."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vTPM CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(days=2), now + datetime.timedelta(days=1)
+    if expired:
+        end = now - datetime.timedelta(days=1)
+
+    def build(subject: x509.Name, key: Any) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+        )
+
+    ca = build(ca_name, ca_key.public_key()).sign(ca_key, hashes.SHA256())
+    aik_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "AIK")])
+    cert = build(aik_name, aik).sign(ca_key, hashes.SHA256())
+    return ca, cert.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize("expired", [False, True])
+def test_aik_certificate_must_come_from_a_configured_vtpm_ca_and_be_valid(
+    vtpm: swtpm.Swtpm, simulated_amd: SimulatedAmd, expired: bool
+) -> None:
+    good = azure_guest_request(_collect(_provider(vtpm)), simulated_amd.cert_chain_pem())
+    aik = tpm_verify.parse_public(good.tpm.aik_pub).public_key
+    ca, cert = _aik_certificate(aik, expired=expired)
+    verifier = MaaVerifier(simulated_amd.trust, MaaPolicy(aik_roots=(ca,)))
+    request = replace(good, tpm=replace(good.tpm, aik_cert=cert))
+    if expired:
+        with pytest.raises(UntrustedAik, match="validity"):
+            verifier.azure_guest(request)
+    else:
+        assert verifier.azure_guest(request).claims["x-ms-attestation-type"] == "azurevm"
+
+
+def test_hcl_claims_without_an_hcl_ak_are_refused(
+    vtpm: swtpm.Swtpm, simulated_amd: SimulatedAmd
+) -> None:
+    good = azure_guest_request(_collect(_provider(vtpm)), simulated_amd.cert_chain_pem())
+    claims = json.dumps({"keys": [], "user-data": swtpm.GOLDEN_USER_DATA.hex().upper()}).encode()
+    hcl = simulated_amd.hcl_report(claims)
+    snp = SnpEvidence(hcl[HEADER_SIZE : HEADER_SIZE + 1184], simulated_amd.cert_chain_pem())
+    with pytest.raises(CertifiedKeyMismatch, match="HCLAkPub"):
+        MaaVerifier(simulated_amd.trust).azure_guest(replace(good, snp=snp, runtime_data=claims))
