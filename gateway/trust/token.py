@@ -10,6 +10,7 @@ Guarantees of :func:`verify_token`, each failure its own :class:`TokenError` sub
 * the key is looked up by ``kid`` only among the JWKS entries that carry ``x5c`` (MAA's /certs
   has no ``n``/``e``); the public key comes from ``x5c[0]``. ``jku`` never chooses the key
   source: if present it must equal ``{issuer}/certs`` (:class:`TokenKeySourceMismatch`);
+* no JWS extensions (``crit``, ``b64``: MAA uses none) (:class:`MalformedToken`);
 * the signature verifies (PyJWT, algorithms pinned to RS256);
 * ``iss`` equals the pinned issuer (trailing ``/`` ignored);
 * ``exp``, ``nbf`` and ``iat`` are present and hold at ``now`` within ``leeway`` seconds;
@@ -273,6 +274,8 @@ def _check_header(header: Mapping[str, Any], signature: str | None, issuer: str)
         raise TokenAlgorithmNotAllowed()
     if not signature:
         raise UnsignedToken()
+    if "crit" in header or "b64" in header:  # JWS extensions MAA never uses
+        raise MalformedToken()
     jku = header.get("jku")
     if jku is not None and (not isinstance(jku, str) or jku.rstrip("/") != issuer + "/certs"):
         raise TokenKeySourceMismatch()

@@ -165,3 +165,22 @@ def test_certificate_with_an_invalid_version_is_malformed(milan_chain_pem: bytes
     )
     with pytest.raises(MalformedCertificates):
         parse_pem_chain(pem)
+
+
+def test_a_shipped_root_that_does_not_match_its_pin_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gateway.trust.amd as amd
+
+    monkeypatch.setitem(amd._SHIPPED_ROOTS, Product.MILAN, ("ark-milan.pem", "00" * 32))
+    with pytest.raises(UntrustedRoot, match="pinned hash"):
+        pinned_root(Product.MILAN)
+
+
+def test_pinned_ark_milan_is_amds() -> None:
+    ark = pinned_root(Product.MILAN)
+    assert ark.subject == ark.issuer
+    assert ark.subject.rfc4514_string() == (
+        "CN=ARK-Milan,O=Advanced Micro Devices,ST=CA,L=Santa Clara,C=US,OU=Engineering"
+    )
+    assert ark.not_valid_after_utc.year == 2045

@@ -272,6 +272,12 @@ def test_malformed_tokens(signer: MaaSigner, token: str) -> None:
         verify(token, signer)
 
 
+@pytest.mark.parametrize("extension", [{"crit": ["exp"]}, {"b64": False}])
+def test_jws_extensions_are_refused(signer: MaaSigner, extension: dict[str, Any]) -> None:
+    with pytest.raises(MalformedToken):
+        verify(signer.sign(example_claims(), **extension), signer)
+
+
 def test_header_that_is_not_an_object(signer: MaaSigner) -> None:
     token = base64.urlsafe_b64encode(b"[1]").decode().rstrip("=") + ".e30.c2ln"
     with pytest.raises(MalformedToken):
