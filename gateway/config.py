@@ -38,6 +38,8 @@ EVIDENCE_PROVIDERS = ("azure-vtpm", "sev-guest", "simulated")
 SEV_GUEST_TRANSPORTS = ("auto", "configfs", "ioctl", "legacy-ioctl")
 KMS_BACKENDS = ("akv", "ccf", "dev")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+KUBERNETES_EVENTS = ("auto", "on", "off")
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _PATH_PATTERN = re.compile(r"^(/([A-Za-z0-9._~-]+|\{name\}))+$")
 
 
@@ -107,6 +109,11 @@ class Settings:
     key_refresh_interval: float = 300.0
     key_grace_period: float = 3600.0
     trust_retry_max_delay: float = 60.0
+    kubernetes_events: str = "auto"
+    pod_name: str | None = None
+    pod_namespace: str | None = None
+    kubernetes_token_file: Path = SERVICE_ACCOUNT_DIR / "token"
+    kubernetes_ca_file: Path = SERVICE_ACCOUNT_DIR / "ca.crt"
 
     def masked(self) -> dict[str, object]:
         """The settings as plain values for display, secrets replaced by a mask."""
@@ -238,6 +245,19 @@ def _secret(text: str) -> Secret:
     return Secret(text)
 
 
+def _switch(text: str) -> str:
+    """auto, on or off; true/false (and the other boolean spellings) mean on/off."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return "on" if _boolean(text) else "off"
+
+
+def _dns_label(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", text):
+        raise ValueError("must be a Kubernetes object name (lowercase DNS subdomain)")
+    return text
+
+
 def _text(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -303,6 +323,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("key_refresh_interval", _seconds(0.1, 86_400), "seconds between key release refreshes"),
     Spec("key_grace_period", _seconds(0, 7 * 86_400), "seconds a superseded key still decrypts"),
     Spec("trust_retry_max_delay", _seconds(0.1, 3600), "cap of the MAA/KMS retry backoff"),
+    Spec("kubernetes_events", _switch, "Kubernetes events and pod annotations: auto, on, off"),
+    Spec("pod_name", _dns_label, "this pod's name (downward API), the events' subject"),
+    Spec("pod_namespace", _dns_label, "this pod's namespace (downward API)"),
+    Spec("kubernetes_token_file", _path, "service account token (in-cluster config)"),
+    Spec("kubernetes_ca_file", _path, "the API server's CA (in-cluster config)"),
 )
 
 
@@ -351,6 +376,8 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("--kms-backend: dev is only allowed with --dev")
     if settings.metrics_port and settings.metrics_port == settings.port:
         raise ConfigError("--metrics-port: must differ from --port")
+    if settings.kubernetes_events == "on" and not (settings.pod_name and settings.pod_namespace):
+        raise ConfigError("--kubernetes-events: on needs --pod-name and --pod-namespace")
     if not settings.dev:
         _require_trust_settings(settings)
 

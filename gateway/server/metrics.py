@@ -146,6 +146,12 @@ class GatewayMetrics:
             "Key sets picked up after a rotation.",
             registry=r,
         )
+        self.kubernetes_errors = Counter(
+            "ohttp_gateway_kubernetes_errors_total",
+            "Kubernetes API calls (events, annotations) that failed or were dropped, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def child(self, metric: Counter | Histogram, *labels: str) -> Any:

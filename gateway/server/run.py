@@ -79,14 +79,24 @@ def run_worker(settings: Settings, seed: bytes | None, sock: socket.socket | Non
     if sock is None and settings.metrics_port:
         metrics_server = serve_metrics(metrics.registry, settings.host, settings.metrics_port)
     keys = key_source(settings, seed)
+    notifier = None
+    if settings.pod_name and settings.kubernetes_events != "off":
+        # Imported only in a pod: the official client takes about half a second to import.
+        from gateway.server.k8s import kubernetes_notifier
+
+        notifier = kubernetes_notifier(settings, metrics, os.environ)
+        if notifier is not None and keys.dev:
+            notifier.key_released(sorted(keys.key_ages()), "dev")
     lifecycle = (
         dev_attestation(settings, keys, metrics)
         if settings.dev
-        else attested_lifecycle(settings, keys, metrics)
+        else attested_lifecycle(settings, keys, metrics, notifier)
     )
     app = build_app(settings, keys, metrics, lifecycle)
     server = uvicorn.Server(uvicorn_config(settings, app))
     server.run(sockets=[sock] if sock is not None else None)
+    if notifier is not None:
+        notifier.close()
     if metrics_server is not None:
         metrics_server.shutdown()  # type: ignore[attr-defined]
 

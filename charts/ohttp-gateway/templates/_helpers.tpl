@@ -190,8 +190,8 @@ Render-time guards: configurations that must never reach a cluster.
   value: {{ printf "/etc/ohttp-gateway/ca/%s" $gw.caBundle.key | quote }}
 {{- end }}
 {{- if $gw.kubernetesEvents.enabled }}
-- name: OHTTP_GATEWAY_K8S_EVENTS
-  value: "true"
+- name: OHTTP_GATEWAY_KUBERNETES_EVENTS
+  value: "on"
 - name: OHTTP_GATEWAY_POD_NAME
   valueFrom:
     fieldRef:
