@@ -4,14 +4,13 @@ front of the real dev gateway: what the gateway sees, streaming, and refusals.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from gateway.protocol import bhttp, ohttp
-from gateway.protocol.chunked import ChunkedRequestEncapsulator
 from gateway.protocol.keys import decode_key_configs
 from tests.support.attested_gateway import GatewayTap
 from tests.support.gateway_process import GatewayProcess
@@ -76,36 +75,6 @@ def test_the_gateway_sees_neither_the_client_address_nor_its_headers(
     for value in (CLIENT_ADDRESS, *IDENTIFYING.values()):
         assert value not in logs
     assert CLIENT_ADDRESS not in relay.output()
-
-
-def test_a_chunked_upload_is_forwarded_before_it_ends(relay: Listening, tap: GatewayTap) -> None:
-    async def go() -> None:
-        async with _session() as session:
-            async with session.get(relay.url + "/.well-known/ohttp-gateway") as answer:
-                config = decode_key_configs(await answer.read())[0]
-            encapsulator = ChunkedRequestEncapsulator(config, config.suites[0])
-            encoder = bhttp.RequestEncoder()
-            forwarded_early = asyncio.Event()
-
-            async def body() -> AsyncIterator[bytes]:
-                head = encoder.head(b"POST", b"https", b"gw", b"/v1/audio/transcriptions", ())
-                yield encapsulator.start() + encapsulator.encapsulate_chunk(head)
-                yield encapsulator.encapsulate_chunk(encoder.body(b"x" * 4096))
-                for _ in range(3000):  # the rest waits until the tap has seen the first bytes
-                    if tap.body_bytes > 0:
-                        forwarded_early.set()
-                        break
-                    await asyncio.sleep(0.02)
-                yield encapsulator.finish(encoder.end())
-
-            headers = {"Content-Type": "message/ohttp-chunked-req", "Incremental": "?1"}
-            async with session.post(relay.url + "/gateway", data=body(), headers=headers) as answer:
-                assert answer.status == 200
-                assert answer.headers["Content-Type"] == "message/ohttp-chunked-res"
-                await answer.read()
-            assert forwarded_early.is_set(), tap.body_bytes
-
-    asyncio.run(go())
 
 
 @pytest.mark.parametrize(
