@@ -153,6 +153,7 @@ class GatewayMetrics:
             registry=r,
         )
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+        self._key_ids: set[str] = set()
 
     def child(self, metric: Counter | Histogram, *labels: str) -> Any:
         """``metric.labels(*labels)``, cached: label values are closed sets, so the cache is
@@ -181,11 +182,15 @@ class GatewayMetrics:
     ) -> None:
         """Refresh the key, dev-mode and attestation gauges from the key source."""
         self.token_expiry.set(token_expiry or 0)  # 0: no token (dev mode, or not attested yet)
-        self.active_keys.clear()
-        self.key_age.clear()
-        for key_id, age in ages.items():
-            self.active_keys.labels(str(key_id)).set(1)
-            self.key_age.labels(str(key_id)).set(age)
+        # Keys that left the ring drop to 0 (clear() is not available in multiprocess mode).
+        current = {str(key_id): age for key_id, age in ages.items()}
+        for gone in self._key_ids - current.keys():
+            self.active_keys.labels(gone).set(0)
+            self.key_age.labels(gone).set(0)
+        for key_id, age in current.items():
+            self.active_keys.labels(key_id).set(1)
+            self.key_age.labels(key_id).set(age)
+        self._key_ids = set(current)
         self.dev_mode.set(1 if dev else 0)
         for candidate in AttestationState:
             self.attestation_state.labels(candidate.value).set(1 if candidate is state else 0)

@@ -69,11 +69,11 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
 
 def run_worker(settings: Settings, seed: bytes | None, sock: socket.socket | None) -> None:
     """One gateway process: build the app and serve until SIGTERM has been drained."""
+    signal.signal(signal.SIGTERM, _note_stop)
     from gateway.server.app import build_app  # the app's imports are paid for only when serving
     from gateway.server.attested import attested_lifecycle, dev_attestation
 
     logs.configure(settings.log_level)
-    signal.signal(signal.SIGTERM, _note_stop)
     metrics = GatewayMetrics()
     metrics_server = None
     if sock is None and settings.metrics_port:
@@ -126,7 +126,11 @@ def _supervise(settings: Settings) -> int:
         registry = multiprocess_registry()
         metrics_server = serve_metrics(registry, settings.host, settings.metrics_port)
 
+    stopping = False
+
     def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         for worker in workers:
             if worker.pid is not None and worker.is_alive():
                 os.kill(worker.pid, signal.SIGTERM)
@@ -141,4 +145,7 @@ def _supervise(settings: Settings) -> int:
         metrics_server.shutdown()  # type: ignore[attr-defined]
     codes = [worker.exitcode for worker in workers]
     logs.log_event("supervisor_stopped", exit_codes=codes)
-    return 0 if all(code == 0 for code in codes) else 1
+    # A worker ended by the SIGTERM we forwarded had not installed its handler yet, which it does
+    # before it serves: it never held a request, so its end is clean too.
+    clean = (0, -signal.SIGTERM) if stopping else (0,)
+    return 0 if all(code in clean for code in codes) else 1

@@ -64,3 +64,5 @@ def test_two_workers_share_keys_and_metrics(double: UpstreamDouble, tmp_path: Pa
         assert checked.returncode == 0, checked.stdout + checked.stderr
     finally:
         assert process.terminate() == 0
+    for line in process.logs().splitlines():
+        assert line.startswith("{"), line  # JSON only: no stray warnings from the workers
