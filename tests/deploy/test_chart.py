@@ -206,7 +206,6 @@ def test_events_token_only_in_the_gateway_and_minimal_rbac(rendered: dict[str, R
     }
     assert granted == {
         ("", "events", "create"), ("", "events", "patch"),
-        ("events.k8s.io", "events", "create"), ("events.k8s.io", "events", "patch"),
         ("", "pods", "get"), ("", "pods", "patch"),
     }  # fmt: skip
     assert not rendered["default"].kind("Role")
