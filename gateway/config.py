@@ -103,6 +103,7 @@ class Settings:
     kms_backend: str = "akv"
     akv_vault_url: str | None = None
     akv_key_name: str | None = None
+    akv_key_id: int | None = None
     ccf_url: str | None = None
     ccf_service_cert: Path | None = None
     ca_bundle: Path | None = None
@@ -317,6 +318,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("kms_backend", _choice(KMS_BACKENDS), "key release backend"),
     Spec("akv_vault_url", _https_url, "Key Vault or Managed HSM URL"),
     Spec("akv_key_name", _text, "the released key's name"),
+    Spec("akv_key_id", _integer(0, 255), "fixed OHTTP key id (default: per key version)"),
     Spec("ccf_url", _https_url, "Azure confidential KMS URL"),
     Spec("ccf_service_cert", _file, "pinned KMS service certificate (PEM file)"),
     Spec("ca_bundle", _file, "extra CA bundle for MAA/KMS TLS"),

@@ -18,7 +18,8 @@ order Key Vault applies them:
    whose message names the failed claim and operator);
 5. the key (PKCS#8 of an EC-HSM key) is wrapped (:func:`wrap_key_hsm`) to the first RSA key of
    the token's ``x-ms-runtime.keys`` with the requested ``enc`` (default CKM_RSA_AES_KEY_WRAP),
-   and the §5.2 payload is signed as an RS256 JWS whose ``x5c`` leaf names the vault host.
+   and the §5.2 payload is signed as an RS256 JWS whose ``x5c`` leaf names the vault host; the
+   payload's key carries the versioned ``kid`` and the version's ``tags``, as Key Vault's does.
 
 Errors are Key Vault's ``{"error": {"code", "message"}}``, never a 500 for bad input.
 :attr:`faults` (``"bad_signature"``, ``"corrupt_wrapped_key"``) break the next answers on purpose,
@@ -65,6 +66,7 @@ class VaultKey:
     private_key: ec.EllipticCurvePrivateKey = field(repr=False)
     policy: ReleasePolicy
     created: int
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
@@ -120,11 +122,18 @@ class KeyVaultEmulator:
         self.releases = 0
         self.app = Starlette(routes=[Route("/keys/{rest:path}", self._keys, methods=["POST"])])
 
-    def create_key(self, name: str, policy: ReleasePolicy, curve: str = "P-384") -> str:
-        """A new exportable EC-HSM version of ``name``; returns the version id."""
+    def create_key(
+        self,
+        name: str,
+        policy: ReleasePolicy,
+        curve: str = "P-384",
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """A new exportable EC-HSM version of ``name`` with ``tags``; returns the version id."""
         version = uuid.uuid4().hex
         private_key = ec.generate_private_key(_CURVES[curve]())
-        key = VaultKey(name, version, curve, private_key, policy, int(self._clock()))
+        created = int(self._clock())
+        key = VaultKey(name, version, curve, private_key, policy, created, dict(tags or {}))
         self.keys.setdefault(name, []).append(key)
         return version
 
@@ -245,7 +254,7 @@ class KeyVaultEmulator:
                         "recoverableDays": 90,
                         "exportable": True,
                     },
-                    "tags": {},
+                    "tags": dict(key.tags),
                     "release_policy": {"data": b64url(policy), "immutable": False},
                 }
             },

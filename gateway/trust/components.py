@@ -68,7 +68,7 @@ def kms_backend(settings: Settings) -> KmsBackend:
         return AkvBackend(
             settings.akv_vault_url,
             settings.akv_key_name,
-            key_id=1,
+            key_id=settings.akv_key_id,
             ca_bundle=settings.ca_bundle,
             timeout=CALL_TIMEOUT,
         )

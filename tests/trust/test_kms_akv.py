@@ -4,6 +4,7 @@ real MAA token from the MAA emulator; all HTTPS on loopback. Then every refusal,
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,8 @@ from tests.support.kms_world import (
     sevsnp_policy,
 )
 
+TAG_9 = {"ohttp-key-id": "9"}
+
 
 @pytest.fixture(scope="module")
 def world(simulated_amd: SimulatedAmd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -63,11 +66,16 @@ def _identity(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 
 def backend(
-    world: World, *, enc: str = "RSA_AES_KEY_WRAP_256", key_name: str = KEY_NAME, **kw: object
+    world: World,
+    *,
+    enc: str = "RSA_AES_KEY_WRAP_256",
+    key_name: str = KEY_NAME,
+    key_id: int | None = 7,
+    **kw: object,
 ) -> AkvBackend:
     options: dict[str, object] = {"trust_roots": [world.signer.root], "ca_bundle": world.ca}
     options.update(kw)
-    return AkvBackend(world.urls["vault"], key_name, key_id=7, enc=enc, **options)  # type: ignore[arg-type]
+    return AkvBackend(world.urls["vault"], key_name, key_id=key_id, enc=enc, **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("enc", sorted(ENC_HASHES))
@@ -102,6 +110,41 @@ def test_explicit_version_is_released(world: World, wrapping_key: WrappingKey) -
         backend(world, key_version=version), world.token(wrapping_key), wrapping_key
     )
     assert released.origin.endswith(f"/{version}")
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [({"ohttp-key-id": "42"}, 42), ({"ohttp-key-id": "0", "team": "speech"}, 0), ({}, None)],
+)
+def test_key_id_comes_from_the_signed_tag_or_the_version(
+    world: World, wrapping_key: WrappingKey, tags: dict[str, str], expected: int | None
+) -> None:
+    policy = sevsnp_policy(world.urls["maa"])
+    version = world.vault.create_key("ohttp-tagged", policy, tags=tags)
+    key = backend(world, key_name="ohttp-tagged", key_id=None)
+    (released,) = release(key, world.token(wrapping_key), wrapping_key)
+    assert released.origin.endswith(f"/{version}")
+    if expected is None:
+        expected = hashlib.sha256(version.encode()).digest()[0]
+    assert released.key_id == released.gateway_key().config.key_id == expected
+    assert_decrypts(released)
+
+
+def test_fixed_key_id_wins_over_the_tag(world: World, wrapping_key: WrappingKey) -> None:
+    world.vault.create_key("ohttp-fixed", sevsnp_policy(world.urls["maa"]), tags=TAG_9)
+    key = backend(world, key_name="ohttp-fixed", key_id=200)
+    (released,) = release(key, world.token(wrapping_key), wrapping_key)
+    assert released.key_id == 200
+
+
+def test_invalid_key_id_tag_is_a_typed_release_error(
+    world: World, wrapping_key: WrappingKey
+) -> None:
+    tags = {"ohttp-key-id": "256"}
+    world.vault.create_key("ohttp-bad-tag", sevsnp_policy(world.urls["maa"]), tags=tags)
+    key = backend(world, key_name="ohttp-bad-tag", key_id=None)
+    with pytest.raises(KeyReleaseError, match="ohttp-key-id tag is not an integer"):
+        release(key, world.token(wrapping_key), wrapping_key)
 
 
 def test_release_timing(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import cbor2
@@ -190,7 +191,8 @@ def test_fuzz_release_jws() -> None:
         "request": {"enc": "RSA_AES_KEY_WRAP_256", "nonce": "n"},
         "response": {
             "key": {
-                "key": {"kid": "https://vault.example/keys/k/1", "kty": "EC-HSM", "key_hsm": "e30"}
+                "key": {"kid": "https://vault.example/keys/k/1", "kty": "EC-HSM", "key_hsm": "e30"},
+                "tags": {"ohttp-key-id": "3"},
             }
         },
     }
@@ -220,6 +222,43 @@ def test_fuzz_release_jws() -> None:
 
     for data in cases([raw_body], 300, seed=0x1E6):
         assert_parses_or_raises_ours(decode_payload, data)
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        (None, {}),
+        ({}, {}),
+        ({"ohttp-key-id": "4"}, {"ohttp-key-id": "4"}),
+        ([], None),
+        ("ohttp-key-id=4", None),
+        ({"ohttp-key-id": 4}, None),
+    ],
+)
+def test_release_tags_are_text_or_refused(tags: object, expected: dict[str, str] | None) -> None:
+    signer = ReleaseSigner("vault.example")
+    key = {"kid": "https://vault.example/keys/k/v1", "kty": "EC-HSM", "key_hsm": "e30"}
+    payload = {
+        "request": {"enc": "RSA_AES_KEY_WRAP_256", "nonce": "n"},
+        "response": {"key": {"key": key, "tags": tags}},
+    }
+
+    def verify() -> Mapping[str, str]:
+        return verify_release(
+            signer.sign(payload),
+            vault_url="https://vault.example",
+            key_name="k",
+            nonce="n",
+            enc="RSA_AES_KEY_WRAP_256",
+            trust_roots=[signer.root],
+            now=now_utc(),
+        ).tags
+
+    if expected is None:
+        with pytest.raises(ReleaseResponseInvalid):
+            verify()
+    else:
+        assert verify() == expected
 
 
 def _json(data: bytes) -> bool:

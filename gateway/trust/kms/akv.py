@@ -1,7 +1,8 @@
 """The ``akv`` backend: Azure Key Vault Premium / Managed HSM Secure Key Release.
 
-Accepts the vault URL, the key name (and optionally a version), the RFC 9458 key id to serve the
-released key under, the credential choice, the CA bundle and the JWS trust roots. Calls
+Accepts the vault URL, the key name (and optionally a version), optionally a fixed RFC 9458 key
+id to serve the released key under, the credential choice, the CA bundle and the JWS trust roots.
+Calls
 azure-keyvault-keys' ``KeyClient.release_key`` (async) with azure-identity:
 
 * ``credential="workload-identity"`` (the default, as in AKS): ``WorkloadIdentityCredential``
@@ -17,6 +18,14 @@ RS256 signature, ``enc`` as asked, wrapped to our wrapping key); only an EC P-25
 key is accepted. ``enc`` defaults to RSA_AES_KEY_WRAP_256. SDK and transport exceptions are
 mapped here, once: a 4xx from the vault is :class:`KeyReleaseRefused` with its code and message.
 
+Key ids (:func:`ohttp_key_id`): RFC 9458 rotation needs a new key id per key, and replicas must
+agree on it without talking to each other, so the id is a pure function of the signed answer. A
+fixed ``key_id`` wins; else the key version's ``ohttp-key-id`` tag (an integer 0..255, set by the
+operator when creating the version); else the first byte of SHA-256 of the version id (the last
+segment of the versioned ``kid``). Two versions collide with probability 1/256: the lifecycle then
+replaces the key at once (``key_id_reused``, no grace period), as for any reused id; operators
+who cannot accept that set the tag.
+
 The SDK's challenge-resource check (the challenge's resource must be a parent domain of the vault
 host) is kept for every real vault; it is relaxed only for a loopback vault host, which can only
 be a local emulator. Never: logs or puts into an error the attestation token, access tokens, or
@@ -26,12 +35,13 @@ key material.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import re
 import secrets
 import ssl
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,6 +71,21 @@ from gateway.trust.rest import ssl_context
 CREDENTIALS = ("workload-identity", "default")
 _LOOPBACK_NAMES = frozenset({"localhost"})
 _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+KEY_ID_TAG = "ohttp-key-id"
+_KEY_ID_TEXT = re.compile(r"0|[1-9][0-9]{0,2}")
+
+
+def ohttp_key_id(key_url: str, tags: Mapping[str, str]) -> int:
+    """The RFC 9458 key id of the released key version ``key_url`` (see the module docstring)."""
+    tag = tags.get(KEY_ID_TAG)
+    if tag is not None:
+        if not _KEY_ID_TEXT.fullmatch(tag) or int(tag) > 255:
+            raise KeyReleaseError("the key version's ohttp-key-id tag is not an integer 0..255")
+        return int(tag)
+    segments = urlsplit(key_url).path.split("/")
+    if len(segments) != 4 or not segments[3]:
+        raise KeyReleaseError("the released key's id names no key version")
+    return hashlib.sha256(segments[3].encode()).digest()[0]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -125,7 +150,7 @@ class AkvBackend:
         vault_url: str,
         key_name: str,
         *,
-        key_id: int,
+        key_id: int | None = None,
         key_version: str | None = None,
         credential: str = "workload-identity",
         enc: str = PREFERRED_ENC,
@@ -139,7 +164,7 @@ class AkvBackend:
             raise ConfigError("the vault URL must be https://<host> with no path")
         if enc not in ENC_HASHES:
             raise ConfigError("unknown Key Vault key wrapping algorithm")
-        if not 0 <= key_id <= 255:
+        if key_id is not None and not 0 <= key_id <= 255:
             raise ConfigError("the released key's key id must be 0..255")
         self.vault_url = vault_url.rstrip("/")
         self.key_name, self.key_version, self.key_id = key_name, key_version, key_id
@@ -223,4 +248,7 @@ class AkvBackend:
         )
         material = await asyncio.to_thread(unwrap_key_hsm, verified.key_hsm, wrapping_key, self.enc)
         private_key = ec_key_from_pkcs8(material)
-        return [ReleasedKey(self.key_id, private_key, now_utc(), verified.key_url, self.suites)]
+        key_id = self.key_id
+        if key_id is None:
+            key_id = ohttp_key_id(verified.key_url, verified.tags)
+        return [ReleasedKey(key_id, private_key, now_utc(), verified.key_url, self.suites)]

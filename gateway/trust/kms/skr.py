@@ -9,6 +9,7 @@ vault host, the trust roots, the caller's clock, and a :class:`WrappingKey`. Gua
   to a trust root as a TLS server certificate valid at ``now`` (:class:`ReleaseCertificateInvalid`);
 * the signature verifies with the leaf key (:class:`ReleaseSignatureInvalid`);
 * the payload echoes our nonce and ``enc``, and releases a key of the vault host and key name;
+  the key version's ``tags`` (absent or null: none) are text;
 * ``key_hsm`` was wrapped to our wrapping key's ``kid`` with the ``enc`` we asked for.
 
 :func:`unwrap_key_hsm` then opens ``key_hsm``: RSA-OAEP of the transfer key (SHA-1, SHA-256 or
@@ -26,7 +27,7 @@ import ipaddress
 import json
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -65,11 +66,13 @@ _TRANSFER_KEY_SIZES = (16, 24, 32)
 
 @dataclass(frozen=True)
 class ReleasedKeyHsm:
-    """A verified release: the versioned key URL and its still-wrapped ``key_hsm``."""
+    """A verified release: the versioned key URL, its still-wrapped ``key_hsm`` and the key
+    version's tags (signed with the rest of the answer)."""
 
     key_url: str
     key_type: str
     key_hsm: str
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 def b64url_decode(text: object, error: type[KeyReleaseError] = ReleaseResponseInvalid) -> bytes:
@@ -214,9 +217,11 @@ def _released_key(
         raise ReleaseResponseInvalid("key release response does not echo our nonce")
     if request.get("enc", "CKM_RSA_AES_KEY_WRAP") != enc:
         raise ReleaseResponseInvalid("key release response used another algorithm")
-    key = _object(
-        _object(_object(payload.get("response"), "response").get("key"), "key").get("key"), "key"
-    )
+    bundle = _object(_object(payload.get("response"), "response").get("key"), "key")
+    key = _object(bundle.get("key"), "key")
+    tags = {} if bundle.get("tags") is None else _object(bundle["tags"], "the tags")
+    if not all(isinstance(value, str) for value in tags.values()):
+        raise ReleaseResponseInvalid("key release response has a non-text tag")
     key_url, key_type, key_hsm = key.get("kid"), key.get("kty"), key.get("key_hsm")
     if not isinstance(key_url, str) or not isinstance(key_type, str):
         raise ReleaseResponseInvalid("key release response lacks the key id")
@@ -226,7 +231,7 @@ def _released_key(
         raise ReleaseResponseInvalid("key release response names another vault or key")
     if not isinstance(key_hsm, str):
         raise ReleaseResponseInvalid("key release response lacks key_hsm")
-    return ReleasedKeyHsm(key_url, key_type, key_hsm)
+    return ReleasedKeyHsm(key_url, key_type, key_hsm, tags)
 
 
 def unwrap_key_hsm(key_hsm: str, wrapping_key: WrappingKey, enc: str) -> bytes:
