@@ -15,7 +15,7 @@ Serves, over HTTP (starlette + uvicorn):
 Guarantees: bad client input gets a 4xx with OpenAI's error JSON (400 for a bad field, format or
 WAV; 413 past ``max_upload_bytes``, 25 MiB by default, checked on Content-Length and while
 reading); never a 500 or a traceback for client input. Imports nothing of ours beyond the demo
-package and ``gateway.errors``.
+package, ``gateway.errors`` and ``gateway.server.sockets``.
 
 Never: keeps audio after the response, logs bodies or transcripts, or downloads anything.
 
@@ -35,7 +35,6 @@ import contextlib
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Sequence
@@ -72,6 +71,7 @@ from gateway.errors import (
     GatewayError,
     TranscriptionRequestInvalid,
 )
+from gateway.server.sockets import bind_tcp
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 MIN_AUDIO_SECONDS = 0.1
@@ -281,11 +281,7 @@ class _EmbeddedServer(uvicorn.Server):
 @contextlib.asynccontextmanager
 async def serve_backend(settings: BackendSettings) -> AsyncIterator[RunningBackend]:
     """Run the backend in this event loop until the block exits; ``port=0`` picks a free port."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    try:
-        sock = socket.create_server((settings.host, settings.port), family=family)
-    except OSError as error:
-        raise ConfigError("the backend cannot bind its host and port") from error
+    sock = bind_tcp(settings.host, settings.port)
     with sock:
         recogniser = Recogniser(settings.phrases, settings.workers)
         await recogniser.start()

@@ -26,6 +26,7 @@ from gateway.config import Settings
 from gateway.server import logs
 from gateway.server.keysource import KeySource
 from gateway.server.metrics import GatewayMetrics, multiprocess_registry, serve_metrics
+from gateway.server.sockets import bind_tcp
 
 _stop_requested = False
 
@@ -113,7 +114,7 @@ def _supervise(settings: Settings) -> int:
     seed = dev_seed(settings) or (secrets.token_bytes(32) if settings.dev else None)
     metrics_dir = tempfile.mkdtemp(prefix="ohttp-gateway-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    sock = uvicorn_config(settings, None).bind_socket()
+    sock = bind_tcp(settings.host, settings.port)
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=run_worker, args=(settings, seed, sock), name=f"worker-{n}")

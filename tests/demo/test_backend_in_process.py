@@ -25,6 +25,7 @@ from gateway.demo.stt import SINGLE_UTTERANCE_SECONDS
 from gateway.errors import ConfigError
 from tests.demo.helpers import PHRASES, multipart, post
 from tests.demo.wavs import wav
+from tests.support.accepted import server_nodelay
 
 SAMPLE = SAMPLE_AUDIO.read_bytes()
 LIMIT = 1_000_000  # above the 27 s long_audio()
@@ -162,3 +163,22 @@ async def test_a_busy_port_is_a_config_error(backend: RunningBackend) -> None:
     with pytest.raises(ConfigError, match="cannot bind"):
         async with serve_backend(BackendSettings(port=backend.port, phrases=PHRASES)):
             pass
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_kept_alive_connections_have_nodelay(backend: RunningBackend) -> None:
+    # Nagle on would hold each kept-alive response's body ~40 ms for the client's delayed ACK.
+    def sequential() -> bool:
+        connection = http.client.HTTPConnection(backend.host, backend.port, timeout=10)
+        try:
+            for _ in range(10):
+                connection.request("GET", "/health")
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200
+            assert connection.sock is not None
+            return server_nodelay([os.getpid()], connection.sock)
+        finally:
+            connection.close()
+
+    assert await asyncio.to_thread(sequential)
