@@ -29,12 +29,17 @@ from gateway.server.metrics import GatewayMetrics, multiprocess_registry, serve_
 from gateway.server.sockets import bind_tcp
 
 _stop_requested = False
+_server: uvicorn.Server | None = None
 
 
 def _note_stop(signum: int, frame: FrameType | None) -> None:
     # uvicorn re-raises the signal it drained for once it is done; exit 0 instead of dying by it.
+    # A SIGTERM that lands before uvicorn installs its own handlers would otherwise be lost and
+    # the worker would serve on after the supervisor asked it to stop.
     global _stop_requested
     _stop_requested = True
+    if _server is not None:
+        _server.should_exit = True
 
 
 def key_source(settings: Settings, seed: bytes | None) -> KeySource:
@@ -94,7 +99,9 @@ def run_worker(settings: Settings, seed: bytes | None, sock: socket.socket | Non
         else attested_lifecycle(settings, keys, metrics, notifier)
     )
     app = build_app(settings, keys, metrics, lifecycle)
-    server = uvicorn.Server(uvicorn_config(settings, app))
+    global _server
+    server = _server = uvicorn.Server(uvicorn_config(settings, app))
+    server.should_exit = _stop_requested
     server.run(sockets=[sock] if sock is not None else None)
     if notifier is not None:
         notifier.close()
