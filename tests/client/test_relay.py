@@ -4,13 +4,15 @@ front of the real dev gateway: what the gateway sees, streaming, and refusals.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from gateway.protocol import bhttp, ohttp
+from gateway.protocol.chunked import ChunkedRequestEncapsulator
 from gateway.protocol.keys import decode_key_configs
 from tests.support.attested_gateway import GatewayTap
 from tests.support.gateway_process import GatewayProcess
@@ -75,6 +77,48 @@ def test_the_gateway_sees_neither_the_client_address_nor_its_headers(
     for value in (CLIENT_ADDRESS, *IDENTIFYING.values()):
         assert value not in logs
     assert CLIENT_ADDRESS not in relay.output()
+
+
+def test_a_chunked_upload_is_forwarded_before_it_ends(relay: Listening, tap: GatewayTap) -> None:
+    # The final chunk is withheld until the tap (between relay and gateway) has seen body bytes.
+    # A watcher task, not the body generator, records it: aiohttp cancels the generator as soon
+    # as the answer is complete, which the gateway may send before the upload ends.
+    async def go() -> None:
+        async with _session() as session:
+            async with session.get(relay.url + "/.well-known/ohttp-gateway") as answer:
+                config = decode_key_configs(await answer.read())[0]
+            encapsulator = ChunkedRequestEncapsulator(config, config.suites[0])
+            encoder = bhttp.RequestEncoder()
+            forwarded_early = asyncio.Event()
+            final_sent = False
+
+            async def watch() -> None:
+                while not final_sent:
+                    if tap.body_bytes > 0:
+                        forwarded_early.set()
+                        return
+                    await asyncio.sleep(0.01)
+
+            async def body() -> AsyncIterator[bytes]:
+                nonlocal final_sent
+                head = encoder.head(b"POST", b"https", b"gw", b"/v1/audio/transcriptions", ())
+                yield encapsulator.start() + encapsulator.encapsulate_chunk(head)
+                yield encapsulator.encapsulate_chunk(encoder.body(b"x" * 4096))
+                with contextlib.suppress(TimeoutError):  # a buffering relay: the assert fails
+                    await asyncio.wait_for(forwarded_early.wait(), 20)
+                final_sent = True
+                yield encapsulator.finish(encoder.end())
+
+            watcher = asyncio.create_task(watch())
+            headers = {"Content-Type": "message/ohttp-chunked-req", "Incremental": "?1"}
+            async with session.post(relay.url + "/gateway", data=body(), headers=headers) as answer:
+                assert answer.status == 200
+                assert answer.headers["Content-Type"] == "message/ohttp-chunked-res"
+                await answer.read()
+            await asyncio.wait_for(watcher, 25)
+            assert forwarded_early.is_set()
+
+    asyncio.run(go())
 
 
 @pytest.mark.parametrize(
