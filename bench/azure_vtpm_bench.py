@@ -19,24 +19,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from bench._timing import timed_ms
 from gateway.trust import tpm_verify
 from gateway.trust.evidence.azure_vtpm import AzureVtpmConfig, AzureVtpmProvider
 from tests.support import swtpm
-
-
-def _timed(runs: int, step: Callable[[], object]) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        step()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 def _show(name: str, samples: list[float]) -> None:
@@ -55,11 +46,11 @@ def main() -> None:
         print(f"provision  {(time.perf_counter() - started) * 1000:7.1f} ms (AIK, cert, NV)")
         config = AzureVtpmConfig(tcti=tpm.tcti, event_log_path=Path("/nonexistent"))
         provider = AzureVtpmProvider(config)
-        _show("collect", _timed(runs, lambda: provider.collect(user_data)))
+        _show("collect", timed_ms(runs, lambda: provider.collect(user_data)))
         key = tpm_verify.parse_public(provider.collect(user_data).encryption_key_public)
         oaep = padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None)
         ciphertext = key.public_key.encrypt(b"k" * 32, oaep)
-        _show("decrypt", _timed(runs, lambda: provider.decrypt(ciphertext)))
+        _show("decrypt", timed_ms(runs, lambda: provider.decrypt(ciphertext)))
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench._timing import timed_ms
 from gateway.trust.amd import AmdTrust, parse_pem_chain, verify_chain
 from gateway.trust.binding import user_data_for
 from gateway.trust.evidence import EvidenceKind
@@ -33,15 +33,6 @@ from gateway.trust.verify import verify_hcl_evidence
 from tests.trust.maa_signer import ISSUER, NOW, MaaSigner, example_claims
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "trust" / "data"
-
-
-def _timed(runs: int, step: Callable[[], object]) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        step()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 def main() -> None:
@@ -73,7 +64,7 @@ def main() -> None:
     }
     print(f"{'step':<26} {'min':>8} {'median':>8} {'max':>8}  (ms, {runs} runs)")
     for name, step in steps.items():
-        samples = _timed(runs, step)
+        samples = timed_ms(runs, step)
         low, mid, high = min(samples), statistics.median(samples), max(samples)
         print(f"{name:<26} {low:8.2f} {mid:8.2f} {high:8.2f}")
 
