@@ -82,6 +82,7 @@ class Settings:
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 600.0
     replay_window: float = 60.0
+    replay_capacity: int = 1 << 19
     drain_timeout: float = 30.0
     log_level: str = "info"
     dev: bool = False
@@ -297,6 +298,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("upstream_connect_timeout", _seconds(0.01, 3600), "upstream connect timeout"),
     Spec("upstream_read_timeout", _seconds(0.01, 86_400), "upstream read timeout"),
     Spec("replay_window", _seconds(1, 86_400), "Date skew accepted and enc memory, seconds"),
+    Spec("replay_capacity", _integer(1024, 1 << 26), "enc values remembered, all workers"),
     Spec("drain_timeout", _seconds(0, 3600), "seconds to drain in-flight requests on SIGTERM"),
     Spec("log_level", _choice(LOG_LEVELS), "log level"),
     Spec("dev", _boolean, "dev mode: in-memory keys, NOT confidential", is_flag=True),

@@ -133,6 +133,7 @@ The tree::
     │   ├── OuterResponseRefused                           a clear non-200 answer (carries status)
     │   └── KeyConfigRejected                              problem ohttp-key again after a refresh
     └── ConfigError                       500     local    a setting is missing or invalid
+        └── ReplayMemoryError                      shared replay table not created/mapped
 """
 
 from __future__ import annotations
@@ -1027,3 +1028,9 @@ class ConfigError(GatewayError):
     """Invalid configuration."""
 
     reason = "config"
+
+
+class ReplayMemoryError(ConfigError):
+    """Replay memory unavailable."""
+
+    reason = "replay_memory"

@@ -40,6 +40,7 @@ from gateway.server.keysource import KeySource
 from gateway.server.limits import ClientGone, check_header_size, declared_length
 from gateway.server.logs import log_event, new_request_id
 from gateway.server.metrics import GatewayMetrics
+from gateway.server.replay import EncMemory
 
 Handler = Callable[[Gateway, KeyRing, Receive, Send, profiles.Result], Awaitable[None]]
 PROFILES: dict[bytes, tuple[str, Handler]] = {
@@ -229,16 +230,18 @@ def build_app(
     keys: KeySource,
     metrics: GatewayMetrics,
     lifecycle: TrustTask | None = None,
+    replay: EncMemory | None = None,
 ) -> Starlette:
     """The gateway app for one worker process; ``lifecycle`` (attest → release → serve) runs
-    for the app's lifetime and fills ``keys``."""
+    for the app's lifetime and fills ``keys``; ``replay`` is the workers' shared enc memory
+    (None: one of this process's own)."""
     upstream = Upstream(
         settings.upstream,
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
         pool_size=settings.max_concurrency,
     )
-    gw = Gateway(settings=settings, keys=keys, upstream=upstream, metrics=metrics)
+    gw = Gateway(settings, keys, upstream, metrics, shared_replay=replay)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import TypeVar
 
 from starlette.types import Receive
@@ -33,7 +33,7 @@ from gateway.server.policy import (
     check_method,
     header_value,
 )
-from gateway.server.replay import ReplayCache, check_date
+from gateway.server.replay import EncMemory, ReplayCache, check_date
 
 T = TypeVar("T")
 # The plain profile buffers whole responses; transcripts are small, so this bounds memory only.
@@ -48,14 +48,18 @@ class Gateway:
     keys: KeySource
     upstream: Upstream
     metrics: GatewayMetrics
-    replay: ReplayCache = field(init=False)
+    # None: a memory of this process's own; the supervisor passes the workers' shared one.
+    shared_replay: InitVar[EncMemory | None] = None
+    replay: EncMemory = field(init=False)
     paths: PathPolicy = field(init=False)
     limit: ConcurrencyLimit = field(init=False)
     bhttp_limits: Limits = field(init=False)
     upstream_ok: bool = False
 
-    def __post_init__(self) -> None:
-        self.replay = ReplayCache(self.settings.replay_window)
+    def __post_init__(self, shared_replay: EncMemory | None) -> None:
+        if shared_replay is None:
+            shared_replay = ReplayCache(self.settings.replay_window, self.settings.replay_capacity)
+        self.replay = shared_replay
         self.paths = PathPolicy(self.settings.allowed_paths)
         self.limit = ConcurrencyLimit(self.settings.max_concurrency)
         self.bhttp_limits = Limits(

@@ -1,14 +1,21 @@
 """Replay protection (RFC 9458 §6.5): a bounded memory of ``enc`` values and a Date window.
 
-:class:`ReplayCache` remembers each request's ``enc`` (a high-entropy per-request value) for
-``window`` seconds and refuses a second sighting with :class:`ReplayDetected`. Memory is bounded:
-when ``max_entries`` unexpired values are held, new requests are refused with :class:`Overloaded`
-rather than forgetting a value early, which would re-open a replay (fail closed).
+An :class:`EncMemory` remembers each request's ``enc`` (a high-entropy per-request value) for
+``window`` seconds and refuses a second sighting with :class:`ReplayDetected`. Its memory is
+bounded and fixed: when it cannot hold one more unexpired value it refuses the request with
+:class:`Overloaded` rather than forgetting a value early, which would re-open a replay (fail
+closed). Two implementations keep this contract:
+
+* :class:`ReplayCache` here, for one process (``--workers 1``): an ordered dict, exactly
+  ``max_entries`` values;
+* :class:`gateway.server.replay_table.ReplayTable`, shared by all worker processes of one gateway
+  (``--workers N``), so a replay landing on another worker is refused too.
+
 :func:`check_date` refuses an inner ``Date`` more than ``window`` seconds from the gateway's clock.
 A request without a Date is accepted: the enc memory still covers it.
 
-The cache is per process. With several workers or replicas a replay reaching another process is
-not detected; the Date window bounds how long such a replay stays possible.
+Replicas (pods) do not share a memory: a replay sent to another replica is bounded only by the
+Date window. Expiry uses ``time.monotonic`` (CLOCK_MONOTONIC, one clock for the whole host).
 """
 
 from __future__ import annotations
@@ -17,14 +24,26 @@ import collections
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Protocol
 
 from gateway.errors import DateOutOfWindow, Overloaded, ReplayDetected
 
 DEFAULT_MAX_ENTRIES = 1 << 19
 
 
+class EncMemory(Protocol):
+    """The replay memory's contract, whatever holds it (see the module docstring)."""
+
+    window: float
+
+    def check_and_remember(self, enc: bytes, now: float | None = None) -> None:
+        """Remember ``enc`` until ``now + window``; ReplayDetected if remembered and unexpired,
+        Overloaded if there is no room for it (nothing is forgotten early)."""
+        ...
+
+
 class ReplayCache:
-    """Seen ``enc`` values with their expiry, oldest first."""
+    """Seen ``enc`` values with their expiry, oldest first; one process only."""
 
     def __init__(self, window: float, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self.window = window

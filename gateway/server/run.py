@@ -4,7 +4,9 @@
 process. With more, the supervisor binds the listening socket, starts the workers (spawned, each
 with its own event loop, since the crypto holds the GIL), serves the aggregated metrics, and
 forwards SIGTERM to them. In dev mode the supervisor fixes one seed for all workers, so they serve
-the same key configs.
+the same key configs. It also creates the replay memory the workers share
+(:class:`~gateway.server.replay_table.ReplayTable`), so a replay landing on another worker is
+refused; the kernel frees it when the last of these processes ends, however it ends.
 
 On SIGTERM uvicorn stops accepting, lets every in-flight request finish (up to
 ``--drain-timeout``), runs the lifespan shutdown, and the process exits 0.
@@ -26,6 +28,7 @@ from gateway.config import Settings
 from gateway.server import logs
 from gateway.server.keysource import KeySource
 from gateway.server.metrics import GatewayMetrics, multiprocess_registry, serve_metrics
+from gateway.server.replay_table import ReplayTable
 from gateway.server.sockets import bind_tcp
 
 _stop_requested = False
@@ -73,7 +76,12 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
     )
 
 
-def run_worker(settings: Settings, seed: bytes | None, sock: socket.socket | None) -> None:
+def run_worker(
+    settings: Settings,
+    seed: bytes | None,
+    sock: socket.socket | None,
+    replay: ReplayTable | None = None,
+) -> None:
     """One gateway process: build the app and serve until SIGTERM has been drained."""
     signal.signal(signal.SIGTERM, _note_stop)
     from gateway.server.app import build_app  # the app's imports are paid for only when serving
@@ -98,7 +106,7 @@ def run_worker(settings: Settings, seed: bytes | None, sock: socket.socket | Non
         if settings.dev
         else attested_lifecycle(settings, keys, metrics, notifier)
     )
-    app = build_app(settings, keys, metrics, lifecycle)
+    app = build_app(settings, keys, metrics, lifecycle, replay)
     global _server
     server = _server = uvicorn.Server(uvicorn_config(settings, app))
     server.should_exit = _stop_requested
@@ -121,14 +129,16 @@ def _supervise(settings: Settings) -> int:
     seed = dev_seed(settings) or (secrets.token_bytes(32) if settings.dev else None)
     metrics_dir = tempfile.mkdtemp(prefix="ohttp-gateway-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    replay = ReplayTable.create(settings.replay_window, settings.replay_capacity)
     sock = bind_tcp(settings.host, settings.port)
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=run_worker, args=(settings, seed, sock), name=f"worker-{n}")
+        context.Process(target=run_worker, args=(settings, seed, sock, replay), name=f"worker-{n}")
         for n in range(settings.workers)
     ]
     for worker in workers:
         worker.start()
+    replay.close()  # the workers hold it now
     metrics_server = None
     if settings.metrics_port:
         registry = multiprocess_registry()

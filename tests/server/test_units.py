@@ -1,5 +1,5 @@
-"""The server's small parts on their own: replay memory, Date window, path policy, header
-filtering, outer limits and the error mappers of each phase."""
+"""The server's small parts on their own: Date window, path policy, header filtering, outer
+limits and the error mappers of each phase (the replay memory: test_replay.py)."""
 
 from __future__ import annotations
 
@@ -28,28 +28,7 @@ from gateway.errors import (
 from gateway.server.answers import clear_error, inner_error, outcome
 from gateway.server.limits import ConcurrencyLimit, check_header_size, declared_length
 from gateway.server.policy import PathPolicy, check_expect, check_method, forwardable
-from gateway.server.replay import ReplayCache, check_date
-
-
-def test_replay_cache_refuses_a_second_sighting_within_the_window() -> None:
-    cache = ReplayCache(window=10)
-    cache.check_and_remember(b"enc-1", now=0)
-    cache.check_and_remember(b"enc-2", now=1)
-    with pytest.raises(ReplayDetected):
-        cache.check_and_remember(b"enc-1", now=5)
-    cache.check_and_remember(b"enc-1", now=10.5)  # forgotten once the window passed
-    assert len(cache) == 2  # enc-2 (until 11) and enc-1 again
-
-
-def test_replay_cache_is_bounded_and_fails_closed() -> None:
-    cache = ReplayCache(window=60, max_entries=3)
-    for index in range(3):
-        cache.check_and_remember(bytes([index]), now=0)
-    with pytest.raises(Overloaded):
-        cache.check_and_remember(b"new", now=1)
-    with pytest.raises(ReplayDetected):
-        cache.check_and_remember(b"\x00", now=1)  # still remembered: nothing evicted early
-    cache.check_and_remember(b"new", now=61)
+from gateway.server.replay import check_date
 
 
 @pytest.mark.parametrize("offset", [-61, 61, 3600])
