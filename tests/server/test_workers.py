@@ -1,20 +1,31 @@
-"""``serve --workers 2``: one socket, two processes, the same keys, aggregated metrics, a clean
-SIGTERM."""
+"""``serve --workers 2``: one socket, two processes, the same keys, aggregated metrics, one
+replay memory, a clean SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
+import os
+import secrets
 import shutil
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
 import aiohttp
 
+from gateway.errors import PROBLEM_DATE
+from gateway.protocol import bhttp, ohttp
+from gateway.protocol.keys import KeyConfig
 from tests.server.conftest import run
+from tests.support.accepted import descendants, serving_process
 from tests.support.gateway_process import GatewayProcess
 from tests.support.ohttp_client import inner_request, key_configs, post_plain
 from tests.support.upstream_double import UpstreamDouble
+
+REPLAY_TABLE = "/memfd:ohttp-gateway-replay"
 
 
 def test_two_workers_share_keys_and_metrics(double: UpstreamDouble, tmp_path: Path) -> None:
@@ -66,3 +77,88 @@ def test_two_workers_share_keys_and_metrics(double: UpstreamDouble, tmp_path: Pa
         assert process.terminate() == 0
     for line in process.logs().splitlines():
         assert line.startswith("{"), line  # JSON only: no stray warnings from the workers
+
+
+def _maps_replay_table(pid: int) -> bool:
+    return REPLAY_TABLE in Path(f"/proc/{pid}/maps").read_text()
+
+
+def _exchange(port: int, sealed: bytes) -> tuple[http.client.HTTPConnection, bytes]:
+    """One POST over a fresh connection, left open so its worker can be found."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("POST", "/gateway", sealed, {"content-type": "message/ohttp-req"})
+    response = connection.getresponse()
+    body = response.read()
+    assert response.status == 200
+    assert response.getheader("content-type") == "message/ohttp-res"
+    return connection, body
+
+
+def _wait_for_both(port: int, workers: list[int]) -> None:
+    """Until each worker has accepted a connection: the second may still be starting."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + 20
+    while seen != set(workers) and time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/livez")
+        connection.getresponse().read()
+        assert connection.sock is not None
+        seen.add(serving_process(workers, connection.sock))
+        connection.close()
+    assert seen == set(workers)
+
+
+def test_a_replay_landing_on_another_worker_is_refused(
+    double: UpstreamDouble, tmp_path: Path
+) -> None:
+    shm_before = set(os.listdir("/dev/shm"))
+    process = GatewayProcess(double.url, tmp_path / "g.log", "--workers", "2").start()
+    try:
+        assert process.process is not None
+        family = descendants(process.process.pid)
+        workers = [pid for pid in family if _maps_replay_table(pid)]
+        assert len(workers) == 2  # both workers map the one table; the supervisor let go of it
+        assert process.process.pid not in workers
+        _wait_for_both(process.port, workers)
+
+        async def first_config() -> KeyConfig:
+            async with aiohttp.ClientSession() as session:
+                return (await key_configs(session, process.url))[0]
+
+        config = run(first_config())
+        ephemeral = secrets.token_bytes(32)  # fixed skE: the same request, a fresh context each
+
+        def seal() -> tuple[bytes, ohttp.ClientResponseContext]:
+            message = bhttp.encode_request(inner_request())
+            return ohttp.encapsulate_request(
+                config, config.suites[0], message, _ephemeral_private_key=ephemeral
+            )
+
+        sealed = seal()[0]
+        before = double.stats.requests
+        answers: list[tuple[int, bhttp.Response]] = []
+        for _ in range(20):
+            connection, body = _exchange(process.port, sealed)
+            again, context = seal()
+            assert again == sealed
+            assert connection.sock is not None
+            worker = serving_process(workers, connection.sock)
+            answers.append((worker, bhttp.decode_response(context.decapsulate_response(body))))
+            connection.close()
+        assert double.stats.requests == before + 1
+        accepted = [(worker, answer) for worker, answer in answers if answer.status == 200]
+        assert len(accepted) == 1  # exactly one copy reached the upstream
+        refusals = [(worker, answer) for worker, answer in answers if answer.status != 200]
+        for _, answer in refusals:
+            assert answer.status == 400
+            assert json.loads(answer.content)["type"] == PROBLEM_DATE
+        # The point: the worker that did not accept the original refused copies too.
+        assert {worker for worker, _ in refusals} == set(workers)
+        with urllib.request.urlopen(process.metrics_url, timeout=5) as response:  # noqa: S310
+            scrape = response.read().decode()
+        assert "ohttp_gateway_replays_refused_total 19.0" in scrape
+    finally:
+        assert process.terminate() == 0
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists()  # every holder of the table is gone: freed
+    assert set(os.listdir("/dev/shm")) <= shm_before  # and nothing was ever named in /dev/shm

@@ -1,4 +1,5 @@
-"""Reads a socket option of the server's side of a loopback connection, in any of our processes.
+"""The server's side of a loopback connection, in any of our processes: which process holds it
+(:func:`serving_process`: which worker accepted a connection) and its TCP_NODELAY.
 
 :func:`server_nodelay` finds, among the open file descriptors of the given processes, the
 accepted socket whose peer is the client's socket, takes a copy of it with ``pidfd_getfd``
@@ -33,8 +34,8 @@ def _copy_fd(pidfd: int, fd: int) -> int | None:
     return copied if copied >= 0 else None
 
 
-def server_nodelay(pids: Iterable[int], client: socket.socket) -> bool:
-    """TCP_NODELAY of the accepted socket whose peer is ``client``; fails if none is found."""
+def _accepted(pids: Iterable[int], client: socket.socket) -> tuple[int, socket.socket]:
+    """The process holding the accepted socket whose peer is ``client``, and a copy of it."""
     wanted = client.getsockname()[:2]
     for pid in pids:
         pidfd = os.pidfd_open(pid)
@@ -45,15 +46,27 @@ def server_nodelay(pids: Iterable[int], client: socket.socket) -> bool:
                 copied = _copy_fd(pidfd, int(entry.name))
                 if copied is None:
                     continue
-                with socket.socket(fileno=copied) as sock:
-                    if sock.type != socket.SOCK_STREAM or sock.family != client.family:
-                        continue
+                sock = socket.socket(fileno=copied)
+                if sock.type == socket.SOCK_STREAM and sock.family == client.family:
                     try:
-                        peer = sock.getpeername()[:2]
+                        if sock.getpeername()[:2] == wanted:
+                            return pid, sock
                     except OSError:  # a listening socket has no peer
-                        continue
-                    if peer == wanted:
-                        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                        pass
+                sock.close()
         finally:
             os.close(pidfd)
     raise AssertionError("no accepted socket has the client's socket as its peer")
+
+
+def server_nodelay(pids: Iterable[int], client: socket.socket) -> bool:
+    """TCP_NODELAY of the accepted socket whose peer is ``client``; fails if none is found."""
+    with _accepted(pids, client)[1] as sock:
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+def serving_process(pids: Iterable[int], client: socket.socket) -> int:
+    """The process (a worker) that accepted ``client``'s connection."""
+    pid, sock = _accepted(pids, client)
+    sock.close()
+    return pid
