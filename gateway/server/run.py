@@ -127,9 +127,9 @@ def serve(settings: Settings) -> int:
 def _supervise(settings: Settings) -> int:
     logs.configure(settings.log_level)
     seed = dev_seed(settings) or (secrets.token_bytes(32) if settings.dev else None)
+    replay = ReplayTable.create(settings.replay_window, settings.replay_capacity)
     metrics_dir = tempfile.mkdtemp(prefix="ohttp-gateway-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    replay = ReplayTable.create(settings.replay_window, settings.replay_capacity)
     sock = bind_tcp(settings.host, settings.port)
     context = multiprocessing.get_context("spawn")
     workers = [

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import time
@@ -21,7 +22,7 @@ from gateway.protocol import bhttp, ohttp
 from gateway.protocol.keys import KeyConfig
 from tests.server.conftest import run
 from tests.support.accepted import descendants, serving_process
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import ROOT, GatewayProcess
 from tests.support.ohttp_client import inner_request, key_configs, post_plain
 from tests.support.upstream_double import UpstreamDouble
 
@@ -162,3 +163,15 @@ def test_a_replay_landing_on_another_worker_is_refused(
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists()  # every holder of the table is gone: freed
     assert set(os.listdir("/dev/shm")) <= shm_before  # and nothing was ever named in /dev/shm
+
+
+def test_a_replay_memory_that_cannot_be_allocated_stops_startup(double: UpstreamDouble) -> None:
+    # The table is allocated in full at startup; a file size limit below it makes that fail
+    # (EFBIG, SIGXFSZ ignored) the way a lack of memory would.
+    command = shlex.join(GatewayProcess(double.url, Path(os.devnull), "--workers", "2").args)
+    limited = f"trap '' XFSZ; ulimit -f 1024; exec {command}"
+    result = subprocess.run(
+        ["bash", "-c", limited], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "ohttp-gateway serve: Replay table not created" in result.stderr

@@ -129,6 +129,7 @@ GATEWAY = obj(
                 "upstreamConnectTimeout": number(0.001),
                 "upstreamReadTimeout": number(0.001),
                 "replayWindow": integer(1),
+                "replayCapacity": integer(1024, 1 << 26),
                 "drainTimeout": integer(0),
             }
         ),

@@ -135,6 +135,8 @@ Render-time guards: configurations that must never reach a cluster.
   value: {{ $gw.limits.upstreamReadTimeout | quote }}
 - name: OHTTP_GATEWAY_REPLAY_WINDOW
   value: {{ $gw.limits.replayWindow | quote }}
+- name: OHTTP_GATEWAY_REPLAY_CAPACITY
+  value: {{ int64 $gw.limits.replayCapacity | quote }}
 - name: OHTTP_GATEWAY_DRAIN_TIMEOUT
   value: {{ $gw.limits.drainTimeout | quote }}
 - name: OHTTP_GATEWAY_LOG_LEVEL
