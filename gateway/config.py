@@ -84,6 +84,9 @@ class Settings:
     replay_window: float = 60.0
     replay_capacity: int = 1 << 19
     drain_timeout: float = 30.0
+    body_idle_timeout: float = 30.0
+    body_min_rate: int = 100
+    body_rate_grace: float = 30.0
     log_level: str = "info"
     dev: bool = False
     dev_seed: Secret | None = None
@@ -300,6 +303,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("replay_window", _seconds(1, 86_400), "Date skew accepted and enc memory, seconds"),
     Spec("replay_capacity", _integer(1024, 1 << 26), "enc values remembered, all workers"),
     Spec("drain_timeout", _seconds(0, 3600), "seconds to drain in-flight requests on SIGTERM"),
+    Spec("body_idle_timeout", _seconds(0.05, 3600), "longest wait for the next body bytes"),
+    Spec("body_min_rate", _integer(0, 1 << 30), "least body bytes/s after the grace (0: off)"),
+    Spec("body_rate_grace", _seconds(1, 86_400), "seconds of body waiting before the rate counts"),
     Spec("log_level", _choice(LOG_LEVELS), "log level"),
     Spec("dev", _boolean, "dev mode: in-memory keys, NOT confidential", is_flag=True),
     Spec("dev_seed", _secret, "secret seed so dev replicas share keys"),

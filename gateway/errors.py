@@ -43,6 +43,7 @@ The tree::
     │   ├── UnsupportedMediaType          415     before
     │   ├── EncapsulatedBodyTooLarge      413     before
     │   ├── HeadersTooLarge               431     before
+    │   ├── BodyTimeout                   408     before   body stalled, or below the minimum rate
     │   ├── NotReady                      503     before   no attested key loaded yet
     │   └── Overloaded                    503     before   concurrency or replay memory full
     ├── UpstreamError                     502     after    the co-located Whisper container
@@ -369,6 +370,16 @@ class HeadersTooLarge(OuterRequestError):
 
     status = 431
     reason = "headers_too_large"
+
+
+class BodyTimeout(OuterRequestError):
+    """Request body not received in time."""
+
+    # The sender went quiet for longer than the idle timeout, or fell below the minimum rate.
+    # Answered in the clear until something was decrypted; in a chunked request whose head was
+    # already decrypted it is answered encapsulated (or ends a response already streaming).
+    status = 408
+    reason = "body_timeout"
 
 
 class NotReady(OuterRequestError):

@@ -2,7 +2,8 @@
 
 * :func:`clear_error` (before decapsulation, RFC 9458 §5.2): a plain status with a small
   problem+json body; an unknown key or refused suite is the ``ohttp-key`` problem (400), a date
-  problem never appears here. Nothing derived from the request is echoed.
+  problem never appears here. A 408 (the body stalled) also closes the connection. Nothing
+  derived from the request is echoed.
 * :func:`inner_error` (after decapsulation): a Binary HTTP response the caller encapsulates. Its
   status is the error's; a replay or a Date outside the window is the ``date`` problem and
   carries the gateway's Date (RFC 9458 §6.5) so the client can retry once.
@@ -19,6 +20,7 @@ from starlette.types import Send
 
 from gateway.errors import (
     PROBLEM_DATE,
+    BodyTimeout,
     GatewayError,
     NotReady,
     OuterRequestError,
@@ -54,6 +56,8 @@ def clear_error(error: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], by
     headers = [(b"content-type", PROBLEM_JSON), (b"cache-control", b"no-store")]
     if status == 503:
         headers.append((b"retry-after", b"1"))
+    elif status == 408:
+        headers.append((b"connection", b"close"))  # RFC 9110 §15.5.9: the sender stalled
     return status, headers, problem(error, status)
 
 
@@ -74,6 +78,8 @@ def outcome(error: BaseException | None, upstream_status: int | None = None) -> 
     """The ``outcome`` label of ohttp_gateway_requests_total."""
     if error is None:
         return "upstream_error" if upstream_status is not None and upstream_status >= 500 else "ok"
+    if isinstance(error, BodyTimeout):
+        return "client_timeout"
     if isinstance(error, NotReady):
         return "not_ready"
     if isinstance(error, UpstreamError):

@@ -2,11 +2,12 @@
 that cancels upstream work when the client goes away.
 
 :class:`Gateway` bundles what every handler needs (settings, keys, the upstream client, the
-replay cache, the path policy, limits, metrics). :meth:`Gateway.admit` applies the after-
-decapsulation policy to an inner request head, in a fixed order: method, Expect, path, Date,
-replay. :func:`guarded` runs a request's remaining work while watching the client: once the
-request body is consumed, ASGI ``receive()`` yields only ``http.disconnect``, and if that comes
-first the work (and with it the upstream request) is cancelled.
+replay cache, the path policy, limits and the pace a request body must keep, metrics).
+:meth:`Gateway.admit` applies the after-decapsulation policy to an inner request head, in a fixed
+order: method, Expect, path, Date, replay. :func:`guarded` runs a request's remaining work while
+watching the client: once the request body is consumed, ASGI ``receive()`` yields only
+``http.disconnect``, and if that comes first the work (and with it the upstream request) is
+cancelled.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from gateway.errors import DateOutOfWindow, ReplayDetected
 from gateway.protocol.bhttp import Limits
 from gateway.server.forward import Upstream
 from gateway.server.keysource import KeySource
-from gateway.server.limits import ClientGone, ConcurrencyLimit
+from gateway.server.limits import BodyPace, ClientGone, ConcurrencyLimit
 from gateway.server.metrics import GatewayMetrics
 from gateway.server.policy import (
     Field,
@@ -53,6 +54,7 @@ class Gateway:
     replay: EncMemory = field(init=False)
     paths: PathPolicy = field(init=False)
     limit: ConcurrencyLimit = field(init=False)
+    body_pace: BodyPace = field(init=False)
     bhttp_limits: Limits = field(init=False)
     upstream_ok: bool = False
 
@@ -62,6 +64,11 @@ class Gateway:
         self.replay = shared_replay
         self.paths = PathPolicy(self.settings.allowed_paths)
         self.limit = ConcurrencyLimit(self.settings.max_concurrency)
+        self.body_pace = BodyPace(
+            self.settings.body_idle_timeout,
+            self.settings.body_min_rate,
+            self.settings.body_rate_grace,
+        )
         self.bhttp_limits = Limits(
             max_field_section_size=self.settings.max_header_bytes,
             max_content_length=self.settings.max_body_bytes,

@@ -11,7 +11,8 @@ Guarantees:
 * a short connect timeout and a long read timeout;
 * foreign exceptions are mapped once, in :func:`_mapped_errors`: timeouts to
   :class:`UpstreamTimeout`, everything else to :class:`UpstreamUnavailable`. An error raised by the
-  request body stream (the client's data) is re-raised as itself, not as an upstream failure.
+  request body stream (the client's data) is re-raised as itself, not as an upstream failure,
+  also when the upstream had already begun to answer: the failing stream closes that answer.
 """
 
 from __future__ import annotations
@@ -40,12 +41,22 @@ class CapturedBody:
     """Wraps a streamed request body and remembers the error it raised, if any.
 
     aiohttp turns an exception raised inside a request body into a connection error; keeping the
-    original lets the caller answer for what actually went wrong (a too-large or broken upload).
+    original lets the caller answer for what actually went wrong (a too-large, broken or stalled
+    upload). aiohttp reports that error only while it waits for the response head: once an
+    upstream answered early, the failing body closes the answer (:meth:`watch`), so its reader
+    does not wait for an upstream that waits for the rest of the body.
     """
 
     def __init__(self, chunks: AsyncIterable[bytes]) -> None:
         self._chunks = chunks
         self.error: Exception | None = None
+        self._answer: aiohttp.ClientResponse | None = None
+
+    def watch(self, answer: aiohttp.ClientResponse) -> None:
+        """Close ``answer`` when the body fails (at once if it already did)."""
+        self._answer = answer
+        if self.error is not None:
+            answer.close()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -53,21 +64,25 @@ class CapturedBody:
                 yield chunk
         except Exception as error:
             self.error = error
+            if self._answer is not None:
+                # Not from inside aiohttp's body writer, which is still unwinding.
+                asyncio.get_running_loop().call_soon(self._answer.close)
             raise
 
 
 class UpstreamResponse:
     """An upstream answer whose head has arrived; the body is read or streamed once."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, body: CapturedBody | None = None) -> None:
         self._response = response
+        self._body = body
         self.status = response.status
         raw = tuple((name.lower(), value) for name, value in response.raw_headers)
         self.headers: tuple[Field, ...] = tuple(forwardable(raw, response=True))
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives."""
-        with _mapped_errors():
+        with _mapped_errors(self._body):
             async for chunk in self._response.content.iter_any():
                 yield chunk
 
@@ -161,7 +176,8 @@ class Upstream:
         data: bytes | io.BytesIO | CapturedBody = body
         if isinstance(body, bytes) and len(body) > INLINE_BODY_LIMIT:
             data = io.BytesIO(body)  # written in slices, yielding to the loop between them
-        with _mapped_errors(body if isinstance(body, CapturedBody) else None):
+        captured = body if isinstance(body, CapturedBody) else None
+        with _mapped_errors(captured):
             response = await self._session.request(
                 method.decode("ascii"),
                 url,
@@ -173,7 +189,9 @@ class Upstream:
         if not 200 <= response.status <= 599:
             response.close()  # a final status BHTTP cannot carry: the upstream misbehaved
             raise UpstreamUnavailable("Upstream answered with an invalid status")
-        return UpstreamResponse(response)
+        if captured is not None:
+            captured.watch(response)
+        return UpstreamResponse(response, captured)
 
     async def probe(self, timeout: float) -> bool:
         """True when the upstream answers HTTP at all (any status) within ``timeout``."""

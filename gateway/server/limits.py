@@ -7,15 +7,25 @@
   :class:`EncapsulatedBodyTooLarge` before one body byte is read; a malformed one is a 400.
 * :func:`read_body`: reads an ASGI request body, refusing it as soon as it passes the limit,
   so a sender that declares nothing still cannot make the gateway hold more than the limit.
+* :class:`BodyPace`: how long a body may keep the gateway waiting. :func:`body_chunks` (and so
+  :func:`read_body`) raises :class:`BodyTimeout` when the client sends nothing for
+  ``idle_timeout`` seconds, or, past a grace period, falls below ``min_rate`` bytes per second.
+  There is deliberately no cap on a body's total duration: a chunked request may carry live audio.
+  Only time spent waiting on the client counts, never time the gateway spent elsewhere (the
+  upstream accepting what was forwarded), and the timer costs no extra task: each ``receive()``
+  runs under one :func:`asyncio.timeout_at`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 
 from starlette.types import Receive
 
 from gateway.errors import (
+    BodyTimeout,
     EncapsulatedBodyTooLarge,
     HeadersTooLarge,
     OuterRequestError,
@@ -62,11 +72,40 @@ def declared_length(headers: Iterable[tuple[bytes, bytes]], max_bytes: int) -> i
     return length
 
 
-async def body_chunks(receive: Receive, max_bytes: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives, refused once more than ``max_bytes`` arrived."""
-    received = 0
+@dataclass(frozen=True, slots=True)
+class BodyPace:
+    """The pace a request body must keep (docs/configuration.md, ``--body-*``).
+
+    The minimum rate follows Apache's mod_reqtimeout ``MinRate``: waiting starts with ``grace``
+    seconds of allowance and every byte received adds ``1 / min_rate`` seconds. An idle gap cap
+    alone is beaten by a sender that trickles one byte per gap; the rate makes it pay bandwidth.
+    """
+
+    idle_timeout: float
+    min_rate: int = 0
+    grace: float = 0.0
+
+    def budget(self, received: int, waited: float) -> float:
+        """Seconds the next wait on the client may last, after ``waited`` seconds of waiting so
+        far for ``received`` bytes; at most ``idle_timeout``."""
+        if not self.min_rate:
+            return self.idle_timeout
+        return min(self.idle_timeout, self.grace + received / self.min_rate - waited)
+
+
+async def body_chunks(receive: Receive, max_bytes: int, pace: BodyPace) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused once more than ``max_bytes`` arrived or once the
+    sender falls behind ``pace``."""
+    received, waited = 0, 0.0
+    clock = asyncio.get_running_loop().time
     while True:
-        message = await receive()
+        began = clock()
+        try:
+            async with asyncio.timeout_at(began + pace.budget(received, waited)):
+                message = await receive()
+        except TimeoutError as stalled:
+            raise BodyTimeout from stalled
+        waited += clock() - began
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")
@@ -80,17 +119,17 @@ async def body_chunks(receive: Receive, max_bytes: int) -> AsyncIterator[bytes]:
 
 
 async def read_body(
-    receive: Receive, max_bytes: int, declared: int | None = None
+    receive: Receive, max_bytes: int, pace: BodyPace, declared: int | None = None
 ) -> bytes | bytearray:
-    """The whole request body, at most ``max_bytes``; with a declared length it is read straight
-    into one buffer of that size (no second copy to join the pieces)."""
+    """The whole request body, at most ``max_bytes``, at ``pace``; with a declared length it is
+    read straight into one buffer of that size (no second copy to join the pieces)."""
     if declared is None:
-        parts = [chunk async for chunk in body_chunks(receive, max_bytes)]
+        parts = [chunk async for chunk in body_chunks(receive, max_bytes, pace)]
         return parts[0] if len(parts) == 1 else b"".join(parts)
     buffer = bytearray(declared)
     filled = 0
     with memoryview(buffer) as view:
-        async for chunk in body_chunks(receive, max_bytes):
+        async for chunk in body_chunks(receive, max_bytes, pace):
             end = filled + len(chunk)
             if end > declared:
                 raise OuterRequestError("Body longer than its Content-Length")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from starlette.types import Receive, Send
 
-from gateway.errors import BhttpError, GatewayError
+from gateway.errors import BhttpError, BodyTimeout, GatewayError, Phase
 from gateway.protocol import bhttp, ohttp
 from gateway.protocol.azure_profile import AzureResponseEncapsulator
 from gateway.protocol.chunked import (
@@ -87,7 +87,9 @@ async def _open_plain(
     """Read, decapsulate and decode a plain request, holding at most two copies of the body at a
     time. Decapsulation errors propagate (answered in the clear); a decoding error is returned
     (answered encapsulated)."""
-    body = await read_body(receive, gw.settings.max_body_bytes, result.declared_length)
+    body = await read_body(
+        receive, gw.settings.max_body_bytes, gw.body_pace, result.declared_length
+    )
     result.received = len(body)
     request_bytes, context = _decapsulate(gw, ring, body)
     del body
@@ -170,8 +172,12 @@ async def _azure_exchange(
         await _chunk(send, framing.finish(), result, more=False)
 
 
-async def _start(send: Send, status: int, first: bytes, result: Result) -> None:
+async def _start(
+    send: Send, status: int, first: bytes, result: Result, *, close: bool = False
+) -> None:
     headers = [(b"content-type", CHUNKED_RES), *STREAM_HEADERS]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await _chunk(send, first, result)
 
@@ -250,7 +256,7 @@ def _declared_length(headers: tuple[bhttp.Field, ...]) -> int | None:
 
 
 async def chunked(gw: Gateway, ring: KeyRing, receive: Receive, send: Send, result: Result) -> None:
-    chunks = body_chunks(receive, gw.settings.max_body_bytes)
+    chunks = body_chunks(receive, gw.settings.max_body_bytes, gw.body_pace)
     inbound = ChunkedInbound(gw, ring, chunks, result)
     head: bhttp.RequestHead | GatewayError
     try:
@@ -270,11 +276,22 @@ async def chunked(gw: Gateway, ring: KeyRing, receive: Receive, send: Send, resu
         work = _chunked_exchange(gw, head, target, body, declared, response, result)
         await guarded(work, receive, inbound.body_done)
     except GatewayError as error:
-        result.error = error
-        if response.started:
-            await response.abort()
-        else:
-            await response.error(error)
+        await _refuse_midstream(gw, error, response, result)
+
+
+async def _refuse_midstream(
+    gw: Gateway, error: GatewayError, response: _ChunkedResponse, result: Result
+) -> None:
+    """Answer an error after the first chunk opened: encapsulated, or by cutting the stream when
+    the response already started. A failure of the outer stream (framing, decryption, size, pace)
+    still counts as a decapsulation failure: the stream was being decapsulated."""
+    result.error = error
+    if error.phase is Phase.BEFORE_DECAPSULATION:
+        gw.metrics.decapsulation_failures.labels(error.reason).inc()
+    if response.started:
+        await response.abort()
+    else:
+        await response.error(error)
 
 
 async def _chunked_exchange(
@@ -307,9 +324,9 @@ class _ChunkedResponse:
         self._result = result
         self.started = False
 
-    async def _open(self) -> None:
+    async def _open(self, *, close: bool = False) -> None:
         self.started = True
-        await _start(self._send, 200, self._encapsulator.start(), self._result)
+        await _start(self._send, 200, self._encapsulator.start(), self._result, close=close)
 
     async def _sealed(self, plaintext: bytes) -> None:
         await _chunk(self._send, self._encapsulator.encapsulate_chunk(plaintext), self._result)
@@ -328,7 +345,8 @@ class _ChunkedResponse:
         await _chunk(self._send, final, self._result, more=False)
 
     async def error(self, error: GatewayError) -> None:
-        await self._open()
+        # After a stall the rest of the request body may never come: the connection is done.
+        await self._open(close=isinstance(error, BodyTimeout))
         encoded = bhttp.encode_response(inner_error(error))
         await _chunk(self._send, self._encapsulator.finish(encoded), self._result, more=False)
 

@@ -11,10 +11,13 @@ the request's query string, which the gateway forwards unchanged:
 * ``size=N``: a body of N bytes;
 * ``delay=S``: wait S seconds first (a disconnect during the wait is counted as cancelled);
 * ``hang=1``: never answer (until the client goes away);
-* ``sse=N&interval=S``: N server-sent events, S seconds apart, each carrying the server's clock.
+* ``sse=N&interval=S``: N server-sent events, S seconds apart, each carrying the server's clock;
+* ``early=1``: the response head and a first line (``early``) go out before the request body is
+  read; the body's size follows as the last line once it ended (an upstream that answers early).
 
-``GET /_double/stats`` (on the double itself, not through the gateway) returns counters and the
-headers of the last request. Run it in a thread (:class:`UpstreamDouble`) or as a process
+``GET /_double/stats`` (on the double itself, not through the gateway) returns counters (among
+them ``aborted``: requests whose body was cut off by a disconnect) and the headers of the last
+request. Run it in a thread (:class:`UpstreamDouble`) or as a process
 (``python -m tests.support.upstream_double --port N``).
 """
 
@@ -32,9 +35,10 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class Stats:
@@ -42,6 +46,7 @@ class Stats:
         self.requests = 0
         self.completed = 0
         self.cancelled = 0
+        self.aborted = 0
         self.last: dict[str, Any] = {}
 
     def as_dict(self) -> dict[str, Any]:
@@ -49,6 +54,7 @@ class Stats:
             "requests": self.requests,
             "completed": self.completed,
             "cancelled": self.cancelled,
+            "aborted": self.aborted,
             "last": self.last,
         }
 
@@ -63,7 +69,7 @@ async def _wait_or_disconnect(request: Request, seconds: float) -> bool:
     return False
 
 
-def build_double(stats: Stats) -> Starlette:
+def build_double(stats: Stats) -> ASGIApp:
     async def handle(request: Request) -> Response:
         stats.requests += 1
         query = request.query_params
@@ -74,11 +80,15 @@ def build_double(stats: Stats) -> Starlette:
             stats.completed += 1
             return JSONResponse({"received": received})
         digest, received, kept = hashlib.sha256(), 0, bytearray()
-        async for chunk in request.stream():
-            digest.update(chunk)
-            received += len(chunk)
-            if "echo" in query:
-                kept += chunk
+        try:
+            async for chunk in request.stream():
+                digest.update(chunk)
+                received += len(chunk)
+                if "echo" in query:
+                    kept += chunk
+        except ClientDisconnect:
+            stats.aborted += 1  # the request was cut before its body ended
+            return Response(status_code=499)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw}
         stats.last = {"headers": headers, "path": request.url.path, "received": received}
         if "hang" in query or "delay" in query:
@@ -117,13 +127,41 @@ def build_double(stats: Stats) -> Starlette:
     async def root(request: Request) -> Response:
         return JSONResponse({"double": True})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/_double/stats", stats_endpoint, methods=["GET"]),
             Route("/", root, methods=["GET"]),
             Route("/{path:path}", handle, methods=["GET", "POST", "HEAD", "PUT", "DELETE"]),
         ]
     )
+    return _EarlyAnswer(app, stats)
+
+
+class _EarlyAnswer:
+    """``early=1`` is answered here, in raw ASGI: starlette's responses wait for the request body
+    (or compete with it for ``receive``). Everything else goes to the app."""
+
+    def __init__(self, app: ASGIApp, stats: Stats) -> None:
+        self.app, self.stats = app, stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or b"early=1" not in scope.get("query_string", b""):
+            await self.app(scope, receive, send)
+            return
+        self.stats.requests += 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"early\n", "more_body": True})
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.stats.aborted += 1
+                return
+            received += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        self.stats.completed += 1
+        await send({"type": "http.response.body", "body": b"%d\n" % received})
 
 
 async def _events(count: int, interval: float) -> AsyncIterator[bytes]:
