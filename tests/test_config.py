@@ -40,6 +40,9 @@ def test_defaults_match_the_documented_contract() -> None:
     assert settings.upstream_read_timeout == 600
     assert settings.upstream_connect_timeout == 5
     assert settings.allowed_paths == DEFAULT_ALLOWED_PATHS
+    assert settings.body_idle_timeout == 30
+    assert settings.body_min_rate == 100
+    assert settings.body_rate_grace == 30
 
 
 def test_every_setting_is_in_docs_configuration() -> None:
@@ -88,6 +91,12 @@ def test_repeatable_and_comma_separated_paths() -> None:
         (("--maa-url", "https://maa.example", "--kms-backend", "ccf"), {}, "--ccf-url"),
         (("--dev", "--metrics-port", "8080"), {}, "--metrics-port"),
         (("--dev", "--ca-bundle", "/nonexistent/ca.pem"), {}, "--ca-bundle"),
+        (("--dev", "--body-idle-timeout", "0"), {}, "--body-idle-timeout"),
+        (("--dev", "--body-idle-timeout", "nan"), {}, "--body-idle-timeout"),
+        (("--dev", "--body-idle-timeout", "3601"), {}, "--body-idle-timeout"),
+        (("--dev",), {"OHTTP_GATEWAY_BODY_MIN_RATE": "-5"}, "OHTTP_GATEWAY_BODY_MIN_RATE"),
+        (("--dev", "--body-min-rate", "1.5"), {}, "--body-min-rate"),
+        (("--dev", "--body-rate-grace", "0.5"), {}, "--body-rate-grace"),
     ],
 )
 def test_bad_values_fail_with_the_setting_named(
@@ -96,6 +105,14 @@ def test_bad_values_fail_with_the_setting_named(
     with pytest.raises(ConfigError) as caught:
         load_settings(parse(*argv), env)
     assert caught.value.message.startswith(names + ":")
+
+
+def test_body_deadline_from_flags_and_environment() -> None:
+    env = {"OHTTP_GATEWAY_BODY_IDLE_TIMEOUT": "0.3", "OHTTP_GATEWAY_BODY_MIN_RATE": "0"}
+    settings = load_settings(parse("--dev", "--body-rate-grace", "5"), env)
+    assert settings.body_idle_timeout == 0.3
+    assert settings.body_min_rate == 0  # the idle gap only
+    assert settings.body_rate_grace == 5
 
 
 def test_bad_value_is_not_echoed() -> None:
@@ -137,6 +154,8 @@ def test_check_config_prints_masked_settings() -> None:
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
     assert shown["dev_seed"] == MASK
+    assert shown["body_idle_timeout"] == 30
+    assert shown["body_min_rate"] == 100
     assert shown["confidential"] is False
     assert SEED not in done.stdout + done.stderr
 

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import CHART, NAMESPACE, SCENARIOS, Rendered, helm, scenario_values
+from gateway.config import load_settings
+from tests.deploy.conftest import (
+    CHART,
+    NAMESPACE,
+    SCENARIOS,
+    Rendered,
+    helm,
+    render,
+    scenario_values,
+)
 
 
 def test_chart_metadata() -> None:
@@ -90,6 +99,20 @@ def test_gateway_environment_follows_the_configuration_contract(
     dev = _env(rendered["dev"].container("gateway"))
     assert dev["OHTTP_GATEWAY_DEV"] == "true"
     assert dev["OHTTP_GATEWAY_DEV_SEED"]["secretKeyRef"]["name"] == "ohttp-gateway-dev-seed"
+
+
+def test_body_deadline_values_reach_the_gateway_settings(tmp_path: Path) -> None:
+    """The chart's body deadline values become environment the gateway parses to the same
+    numbers; the defaults are the gateway's own. (A values file: `--set` makes 0.5 a string.)"""
+    custom = tmp_path / "body.yaml"
+    limits = {"bodyIdleTimeout": 0.5, "bodyMinRate": 2_000_000, "bodyRateGrace": 1}
+    custom.write_text(yaml.safe_dump({"gateway": {"limits": limits}}))
+    dev = scenario_values("dev")
+    for values, expected in (([dev], (30.0, 100, 30.0)), ([dev, custom], (0.5, 2_000_000, 1.0))):
+        env = _env(Rendered("body", "", render(values)).container("gateway"))
+        settings = load_settings(None, {k: v for k, v in env.items() if isinstance(v, str)})
+        got = (settings.body_idle_timeout, settings.body_min_rate, settings.body_rate_grace)
+        assert got == expected
 
 
 def test_service_exposes_only_the_gateway_port(rendered: dict[str, Rendered]) -> None:

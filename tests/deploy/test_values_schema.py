@@ -104,6 +104,9 @@ def test_typo_is_refused(override: str, message: str) -> None:
         ("gateway.attestation.evidenceProvider=tpm", "must be one of the following"),
         ("gateway.attestation.maaUrl=http://maa.example", "Does not match pattern"),
         ("gateway.image.digest=sha256:abc", "Does not match pattern"),
+        ("gateway.limits.bodyIdleTimeout=0", "Must be greater than or equal to 0.05"),
+        ("gateway.limits.bodyRateGrace=0", "Must be greater than or equal to 1"),
+        ("gateway.limits.bodyMinRate=-1", "Must be greater than or equal to 0"),
     ],
 )
 def test_wrong_type_or_value_is_refused(override: str, message: str) -> None:

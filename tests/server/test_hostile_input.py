@@ -1,14 +1,21 @@
 """Hostile HTTP-level input against the running gateway: at least 200 malformed requests
-(random bytes, truncations, wrong media types, huge declared lengths, slow senders, mutated
-encapsulations) over raw sockets. The invariant: no answer is a 5xx, and the process lives on
-and still serves."""
+(random bytes, truncations, wrong media types, huge declared lengths, slow senders, stalled
+senders, mutated encapsulations) over raw sockets. The invariant: no answer is a 5xx, and the
+process lives on, still serves, and every concurrency slot is released (stalled senders are cut
+off by the body deadline, here 1 s, with a 408)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
+import pytest
 
 from gateway.protocol import bhttp, ohttp
 from gateway.protocol.chunked import ChunkedRequestEncapsulator
@@ -16,12 +23,31 @@ from tests.server.conftest import run
 from tests.support.fuzzing import cases
 from tests.support.gateway_process import GatewayProcess
 from tests.support.ohttp_client import inner_request, key_configs, post_plain
+from tests.support.upstream_double import UpstreamDouble
 
 SEED = 9458
 CHUNKED_HEAD = (
     b"POST /gateway HTTP/1.1\r\nhost: g\r\ncontent-type: message/ohttp-chunked-req\r\n"
     b"transfer-encoding: chunked\r\n\r\n"
 )
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    double: UpstreamDouble, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    log = Path(tmp_path_factory.mktemp("hostile")) / "gateway.log"
+    process = GatewayProcess(double.url, log, "--body-idle-timeout", "1").start()
+    yield process
+    assert process.terminate() == 0
+
+
+def _in_flight(gateway: GatewayProcess) -> float:
+    with urllib.request.urlopen(gateway.metrics_url, timeout=5) as response:  # noqa: S310 - loopback
+        scrape = response.read().decode()
+    found = re.search(r"^ohttp_gateway_requests_in_flight (\S+)$", scrape, re.M)
+    assert found is not None
+    return float(found.group(1))
 
 
 def _http(
@@ -44,9 +70,10 @@ def _http(
 
 
 async def _exchange(
-    port: int, payload: bytes, *, slow: bool = False, timeout: float = 3.0
+    port: int, payload: bytes, *, slow: bool = False, stall: bool = False, timeout: float = 3.0
 ) -> int | None:
-    """Send ``payload``, half-close, and return the status of the answer (None: no answer)."""
+    """Send ``payload``, half-close (unless ``stall``: then just wait), and return the status of
+    the answer (None: no answer)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         if slow:
@@ -57,7 +84,7 @@ async def _exchange(
         else:
             writer.write(payload)
             await writer.drain()
-        if writer.can_write_eof():
+        if writer.can_write_eof() and not stall:
             writer.write_eof()
         line = await asyncio.wait_for(reader.readline(), timeout)
     except (TimeoutError, ConnectionError):
@@ -102,6 +129,9 @@ def _inputs(config: object, suite: object) -> list[tuple[str, bytes, bool]]:
     inputs.append(("huge-chunk", CHUNKED_HEAD + b"ffffffffffff\r\nab", False))
     inputs += [("slow", valid, True) for _ in range(6)]
     inputs += [("slow-truncated", valid[: len(valid) // 2], True) for _ in range(4)]
+    inputs += [("stalled", valid[: len(valid) // 2], False) for _ in range(4)]
+    inputs += [("stalled-head", valid[: valid.index(b"\r\n\r\n") + 4], False) for _ in range(2)]
+    inputs += [("stalled-chunked", CHUNKED_HEAD + b"10\r\n" + stream[:8], False) for _ in range(2)]
     for index, mutated in enumerate(cases([sealed], 60, SEED)):
         inputs.append((f"ohttp-{index}", _http(mutated), False))
     for index, mutated in enumerate(cases([stream], 60, SEED + 1)):
@@ -119,8 +149,9 @@ def test_malformed_inputs_never_get_a_5xx(gateway: GatewayProcess) -> None:
         limit = asyncio.Semaphore(16)
 
         async def one(name: str, payload: bytes, slow: bool) -> tuple[str, int | None]:
+            stall = name.startswith("stalled")
             async with limit:
-                return name, await _exchange(gateway.port, payload, slow=slow)
+                return name, await _exchange(gateway.port, payload, slow=slow, stall=stall)
 
         results = await asyncio.gather(*(one(*item) for item in inputs))
         async with aiohttp.ClientSession() as session:
@@ -138,4 +169,10 @@ def test_malformed_inputs_never_get_a_5xx(gateway: GatewayProcess) -> None:
     ]
     assert server_errors == []
     assert sum(status is not None for _, status in results) >= 150  # most inputs got an answer
+    stalled = [status for name, status in results if name.startswith("stalled")]
+    assert stalled == [408] * 8
+    deadline = time.monotonic() + 5
+    while _in_flight(gateway) != 0:  # every slot released, the stalled senders' included
+        assert time.monotonic() < deadline, "concurrency slots still held"
+        time.sleep(0.05)
     assert gateway.alive()

@@ -12,6 +12,7 @@ from gateway.errors import (
     PROBLEM_DATE,
     PROBLEM_OHTTP_KEY,
     BhttpError,
+    BodyTimeout,
     DateOutOfWindow,
     EncapsulatedBodyTooLarge,
     ExpectContinueRefused,
@@ -151,11 +152,16 @@ def test_clear_errors_carry_no_input_and_the_right_problem() -> None:
     status, headers, _ = clear_error(NotReady())
     assert status == 503
     assert (b"retry-after", b"1") in headers
+    status, headers, body = clear_error(BodyTimeout())
+    assert status == 408
+    assert (b"connection", b"close") in headers  # RFC 9110 §15.5.9
+    assert json.loads(body) == {"title": "Request body not received in time.", "status": 408}
 
 
 def test_inner_errors_keep_their_status_and_date_problem_has_a_date() -> None:
     assert inner_error(UpstreamTimeout()).status == 504
     assert inner_error(BhttpError()).status == 400
+    assert inner_error(BodyTimeout()).status == 408
     dated = inner_error(DateOutOfWindow())
     assert json.loads(dated.content)["type"] == PROBLEM_DATE
     assert any(name == b"date" for name, _ in dated.headers)
@@ -169,3 +175,4 @@ def test_outcomes() -> None:
     assert outcome(PathNotAllowed()) == "refused"
     assert outcome(ReplayDetected()) == "refused"
     assert outcome(BhttpError()) == "client_error"
+    assert outcome(BodyTimeout()) == "client_timeout"

@@ -131,6 +131,9 @@ GATEWAY = obj(
                 "replayWindow": integer(1),
                 "replayCapacity": integer(1024, 1 << 26),
                 "drainTimeout": integer(0),
+                "bodyIdleTimeout": number(0.05, 3600),
+                "bodyMinRate": integer(0, 1 << 30),
+                "bodyRateGrace": number(1, 86_400),
             }
         ),
         "attestation": obj(

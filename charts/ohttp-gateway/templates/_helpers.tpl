@@ -139,6 +139,12 @@ Render-time guards: configurations that must never reach a cluster.
   value: {{ int64 $gw.limits.replayCapacity | quote }}
 - name: OHTTP_GATEWAY_DRAIN_TIMEOUT
   value: {{ $gw.limits.drainTimeout | quote }}
+- name: OHTTP_GATEWAY_BODY_IDLE_TIMEOUT
+  value: {{ $gw.limits.bodyIdleTimeout | quote }}
+- name: OHTTP_GATEWAY_BODY_MIN_RATE
+  value: {{ int64 $gw.limits.bodyMinRate | quote }}
+- name: OHTTP_GATEWAY_BODY_RATE_GRACE
+  value: {{ $gw.limits.bodyRateGrace | quote }}
 - name: OHTTP_GATEWAY_LOG_LEVEL
   value: {{ $gw.logLevel | quote }}
 - name: OHTTP_GATEWAY_DEV
