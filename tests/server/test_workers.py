@@ -101,11 +101,13 @@ def _wait_for_both(port: int, workers: list[int]) -> None:
     deadline = time.monotonic() + 20
     while seen != set(workers) and time.monotonic() < deadline:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        connection.request("GET", "/livez")
-        connection.getresponse().read()
-        assert connection.sock is not None
-        seen.add(serving_process(workers, connection.sock))
-        connection.close()
+        try:
+            connection.request("GET", "/livez")
+            connection.getresponse().read()
+            assert connection.sock is not None
+            seen.add(serving_process(workers, connection.sock))
+        finally:
+            connection.close()
     assert seen == set(workers)
 
 
@@ -140,12 +142,14 @@ def test_a_replay_landing_on_another_worker_is_refused(
         answers: list[tuple[int, bhttp.Response]] = []
         for _ in range(20):
             connection, body = _exchange(process.port, sealed)
+            try:
+                assert connection.sock is not None
+                worker = serving_process(workers, connection.sock)
+            finally:
+                connection.close()
             again, context = seal()
             assert again == sealed
-            assert connection.sock is not None
-            worker = serving_process(workers, connection.sock)
             answers.append((worker, bhttp.decode_response(context.decapsulate_response(body))))
-            connection.close()
         assert double.stats.requests == before + 1
         accepted = [(worker, answer) for worker, answer in answers if answer.status == 200]
         assert len(accepted) == 1  # exactly one copy reached the upstream

@@ -41,7 +41,11 @@ def _accepted(pids: Iterable[int], client: socket.socket) -> tuple[int, socket.s
         pidfd = os.pidfd_open(pid)
         try:
             for entry in Path(f"/proc/{pid}/fd").iterdir():
-                if not os.readlink(entry).startswith("socket:"):
+                try:
+                    target = os.readlink(entry)
+                except FileNotFoundError:  # closed since the listing: a process still starting
+                    continue
+                if not target.startswith("socket:"):
                     continue
                 copied = _copy_fd(pidfd, int(entry.name))
                 if copied is None:
