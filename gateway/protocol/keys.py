@@ -302,6 +302,10 @@ class KeyRing:
             raise UnknownKeyId()
         self._replace({k: v for k, v in self._keys.items() if k != key_id})
 
+    def find(self, key_id: int) -> GatewayKey | None:
+        """The active key with ``key_id``, or None."""
+        return self._keys.get(key_id)
+
     def get(self, key_id: int) -> GatewayKey:
         """The active key with ``key_id``, or UnknownKeyId."""
         key = self._keys.get(key_id)

@@ -30,6 +30,8 @@ def decode_varint(data: bytes | bytearray | memoryview, offset: int = 0) -> tupl
     if offset >= len(data):
         return None
     first = data[offset]
+    if first < 0x40:  # one byte: most lengths in a Binary HTTP message
+        return first, offset + 1
     length = 1 << (first >> 6)
     end = offset + length
     if end > len(data):

@@ -266,6 +266,7 @@ def build_app(
                 if not keys.dev:
                     keys.fail()  # released private keys leave memory with the ring
             await upstream.close()
+            gw.key_agreement.close()
             log_event("stopped")
 
     gateway = GatewayEndpoint(gw, "gateway", PROFILES)

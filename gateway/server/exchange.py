@@ -2,7 +2,8 @@
 that cancels upstream work when the client goes away.
 
 :class:`Gateway` bundles what every handler needs (settings, keys, the upstream client, the
-replay cache, the path policy, limits and the pace a request body must keep, metrics).
+replay cache, the path policy, limits and the pace a request body must keep, metrics, the
+key-agreement threads).
 :meth:`Gateway.admit` applies the after-decapsulation policy to an inner request head, in a fixed
 order: method, Expect, path, Date, replay. :func:`guarded` runs a request's remaining work while
 watching the client: once the request body is consumed, ASGI ``receive()`` yields only
@@ -13,7 +14,6 @@ cancelled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 from dataclasses import InitVar, dataclass, field
 from typing import TypeVar
@@ -27,6 +27,7 @@ from gateway.server.forward import Upstream
 from gateway.server.keysource import KeySource
 from gateway.server.limits import BodyPace, ClientGone, ConcurrencyLimit
 from gateway.server.metrics import GatewayMetrics
+from gateway.server.offload import KeyAgreementPool
 from gateway.server.policy import (
     Field,
     PathPolicy,
@@ -56,6 +57,7 @@ class Gateway:
     limit: ConcurrencyLimit = field(init=False)
     body_pace: BodyPace = field(init=False)
     bhttp_limits: Limits = field(init=False)
+    key_agreement: KeyAgreementPool = field(init=False)
     upstream_ok: bool = False
 
     def __post_init__(self, shared_replay: EncMemory | None) -> None:
@@ -69,6 +71,7 @@ class Gateway:
             self.settings.body_min_rate,
             self.settings.body_rate_grace,
         )
+        self.key_agreement = KeyAgreementPool()
         self.bhttp_limits = Limits(
             max_field_section_size=self.settings.max_header_bytes,
             max_content_length=self.settings.max_body_bytes,
@@ -95,17 +98,35 @@ async def _until_disconnect(receive: Receive, body_done: asyncio.Event) -> None:
 
 
 async def guarded(work: Awaitable[T], receive: Receive, body_done: asyncio.Event) -> T:
-    """``work``'s result, or ClientGone once the client disconnected (``work`` is cancelled)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnect(receive, body_done))
+    """``work``'s result, or ClientGone once the client disconnected (``work`` is cancelled).
+
+    ``work`` runs in the calling task; only the watcher is a task of its own (one task per
+    request instead of two and an ``asyncio.wait``). A disconnect cancels the calling task, and
+    the CancelledError that reaches ``work``'s await point cancels the upstream request with it.
+    """
+    current = asyncio.current_task()
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _until_disconnect(receive, body_done)
+        gone = True
+        if current is not None:
+            current.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        result = await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise  # a real cancellation (shutdown): not ours to absorb
+        if current is not None:
+            current.uncancel()
+        raise ClientGone from None
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-    if task.cancelled():
+    if gone:  # the work swallowed the cancellation: the client is gone all the same
+        if current is not None:
+            current.uncancel()
         raise ClientGone
-    return task.result()
+    return result

@@ -10,8 +10,6 @@ with several workers prometheus-client's multiprocess mode is used (the supervis
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from time import perf_counter
 from typing import Any
 
@@ -26,6 +24,23 @@ TRUST_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 def status_class(status: int) -> str:
     return f"{min(max(status // 100, 1), 5)}xx"
+
+
+class PhaseTimer:
+    """A context manager observing its duration into one histogram child (a generator-based
+    context manager costs about three times as much, three times per request)."""
+
+    __slots__ = ("_histogram", "_started")
+
+    def __init__(self, histogram: Any) -> None:
+        self._histogram = histogram
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = perf_counter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._histogram.observe(perf_counter() - self._started)
 
 
 class GatewayMetrics:
@@ -164,14 +179,9 @@ class GatewayMetrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
+    def phase(self, name: str) -> PhaseTimer:
         """Time one phase (decapsulate, upstream, encapsulate) of a request."""
-        started = perf_counter()
-        try:
-            yield
-        finally:
-            self.child(self.phase_duration, name).observe(perf_counter() - started)
+        return PhaseTimer(self.child(self.phase_duration, name))
 
     def observe_keys(
         self,

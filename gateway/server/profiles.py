@@ -74,11 +74,12 @@ async def _forward(
     return response
 
 
-def _decapsulate(
+async def _decapsulate(
     gw: Gateway, ring: KeyRing, body: bytes | bytearray
 ) -> tuple[bytes, ohttp.ServerResponseContext]:
+    offload = gw.key_agreement.wanted(ring, body[0] if body else None)
     with gw.metrics.phase("decapsulate"):
-        return ohttp.decapsulate_request(ring, body)
+        return await gw.key_agreement.run(offload, ohttp.decapsulate_request, ring, body)
 
 
 async def _open_plain(
@@ -91,7 +92,7 @@ async def _open_plain(
         receive, gw.settings.max_body_bytes, gw.body_pace, result.declared_length
     )
     result.received = len(body)
-    request_bytes, context = _decapsulate(gw, ring, body)
+    request_bytes, context = await _decapsulate(gw, ring, body)
     del body
     try:
         return bhttp.decode_request(request_bytes, gw.bhttp_limits), context
@@ -194,10 +195,13 @@ class ChunkedInbound:
         self, gw: Gateway, ring: KeyRing, chunks: AsyncIterator[bytes], result: Result
     ) -> None:
         self.decapsulator = ChunkedRequestDecapsulator(ring)
+        self._ring = ring
+        self._key_agreement = gw.key_agreement
         self._decoder = bhttp.RequestDecoder(gw.bhttp_limits)
         self._events: list[bhttp.Event] = []
         self._chunks = chunks
         self._ended = False
+        self._first_byte: int | None = None
         self._result = result
         self.opened = False
         self.body_done = asyncio.Event()
@@ -210,7 +214,13 @@ class ChunkedInbound:
             self._events.extend(self._decoder.finish())
             return
         self._result.received += len(data)
-        self._open(self.decapsulator.feed(data))
+        if self.decapsulator.enc is None:  # the HPKE setup happens in this feed
+            if self._first_byte is None:
+                self._first_byte = data[0]  # the key id
+            offload = self._key_agreement.wanted(self._ring, self._first_byte)
+            self._open(await self._key_agreement.run(offload, self.decapsulator.feed, data))
+        else:
+            self._open(self.decapsulator.feed(data))
 
     def _open(self, plaintexts: list[bytes]) -> None:
         for plaintext in plaintexts:
