@@ -251,7 +251,7 @@ class ChunkedRequestEncapsulator(StreamSender):
         super().__init__(self._setup.header.encode() + self._setup.enc, MAX_CHUNK, _frame)
 
     def _seal(self, data: memoryview, aad: bytes) -> bytes:
-        context = self._setup.context
+        context = self._setup.sealer
         sealed = guarded(KeyConfigError, lambda: context.seal(data, aad))
         return sealed
 

@@ -45,6 +45,7 @@ from gateway.protocol._hpke import (
     Bytes,
     Exporter,
     HpkeContext,
+    HpkeOpener,
     KdfId,
     KemId,
     ResponseKeys,
@@ -59,6 +60,7 @@ from gateway.protocol._hpke import (
     response_keys,
     suite,
 )
+from gateway.protocol._recipient import setup_base_recipient
 from gateway.protocol.keys import KeyConfig, KeyRing, SymmetricSuite
 
 REQUEST_LABEL = b"message/bhttp request"
@@ -123,10 +125,15 @@ class HpkeSetup(NamedTuple):
     header: RequestHeader
     enc: bytes
     suite: Suite
-    context: HpkeContext
+    context: HpkeOpener
 
     def __repr__(self) -> str:
         return f"HpkeSetup(key_id={self.header.key_id})"
+
+    @property
+    def sealer(self) -> HpkeContext:
+        """The sender's context (only :func:`setup_sender` builds one that seals)."""
+        return cast(HpkeContext, self.context)
 
 
 def parse_prefix(key_ring: KeyRing, data: Bytes, label: bytes) -> tuple[HpkeSetup, int] | None:
@@ -143,11 +150,8 @@ def parse_prefix(key_ring: KeyRing, data: Bytes, label: bytes) -> tuple[HpkeSetu
     if len(data) < end:
         return None
     enc = bytes(data[RequestHeader.SIZE : end])
-    context = guarded(
-        DecryptionFailed,
-        lambda: chosen.hpke.create_recipient_context(enc, key.private_key, info),
-    )  # pyhpke's ContextInterface types the buffers as bytes; cryptography takes any buffer
-    return HpkeSetup(header, enc, chosen, cast(HpkeContext, context)), end
+    context = setup_base_recipient(chosen, enc, key.private_key.raw, key.config.public_key, info)
+    return HpkeSetup(header, enc, chosen, context), end
 
 
 def decapsulate_request(
@@ -275,7 +279,7 @@ def encapsulate_request(
     ``_ephemeral_private_key`` (skE) is the test-vector seam: production code never passes it.
     """
     setup = setup_sender(config, symmetric, REQUEST_LABEL, _ephemeral_private_key)
-    context = setup.context
+    context = setup.sealer
     ciphertext = guarded(KeyConfigError, lambda: context.seal(request, b""))
     return setup.header.encode() + setup.enc + ciphertext, ClientResponseContext(setup)
 
