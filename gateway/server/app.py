@@ -270,11 +270,12 @@ def build_app(
             log_event("stopped")
 
     gateway = GatewayEndpoint(gw, "gateway", PROFILES)
+    # The request routes first: the router tries routes in order, once per request.
     routes = [
-        Route("/.well-known/ohttp-gateway", KeysEndpoint(gw), methods=["GET"]),
-        Route("/.well-known/ohttp-gateway", gateway, methods=["POST"]),
-        Route("/.well-known/ohttp-gateway/attestation", AttestationEndpoint(gw), methods=["GET"]),
         Route("/gateway", gateway, methods=["POST"]),
+        Route("/.well-known/ohttp-gateway", gateway, methods=["POST"]),
+        Route("/.well-known/ohttp-gateway", KeysEndpoint(gw), methods=["GET"]),
+        Route("/.well-known/ohttp-gateway/attestation", AttestationEndpoint(gw), methods=["GET"]),
         Route("/score", GatewayEndpoint(gw, "score", AZURE_PROFILES), methods=["POST"]),
         Route("/livez", HealthEndpoint(gw, readiness=False), methods=["GET"]),
         Route("/readyz", HealthEndpoint(gw, readiness=True), methods=["GET"]),

@@ -122,14 +122,24 @@ async def read_body(
     receive: Receive, max_bytes: int, pace: BodyPace, declared: int | None = None
 ) -> bytes | bytearray:
     """The whole request body, at most ``max_bytes``, at ``pace``; with a declared length it is
-    read straight into one buffer of that size (no second copy to join the pieces)."""
+    read straight into one buffer of that size (no second copy to join the pieces). A body that
+    arrives in one message (most small ones) is returned as it came, without a copy."""
+    chunks = body_chunks(receive, max_bytes, pace)
+    first = await anext(chunks, b"")
     if declared is None:
-        parts = [chunk async for chunk in body_chunks(receive, max_bytes, pace)]
+        parts = [first] + [chunk async for chunk in chunks]
         return parts[0] if len(parts) == 1 else b"".join(parts)
+    if len(first) > declared:
+        raise OuterRequestError("Body longer than its Content-Length")
+    if len(first) == declared:
+        if await anext(chunks, None) is not None:
+            raise OuterRequestError("Body longer than its Content-Length")
+        return first
     buffer = bytearray(declared)
-    filled = 0
+    filled = len(first)
     with memoryview(buffer) as view:
-        async for chunk in body_chunks(receive, max_bytes, pace):
+        view[:filled] = first
+        async for chunk in chunks:
             end = filled + len(chunk)
             if end > declared:
                 raise OuterRequestError("Body longer than its Content-Length")
