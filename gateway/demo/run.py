@@ -195,9 +195,13 @@ async def _chunked(
                 content += piece
                 if show_events and piece:
                     _print_events(piece, time.monotonic() - started)
+    # The final chunk runs to the end of the stream, so its content (often the last event) only
+    # opens now.
     for event in (e for p in decapsulator.finish() for e in decoder.feed(p)):
         status, piece = _absorb(event, status)
         content += piece
+        if show_events and piece:
+            _print_events(piece, time.monotonic() - started)
     decoder.finish()
     return status, bytes(content)
 

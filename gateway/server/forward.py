@@ -86,6 +86,11 @@ class UpstreamResponse:
             async for chunk in self._response.content.iter_any():
                 yield chunk
 
+    @property
+    def at_end(self) -> bool:
+        """Whether the whole body has been read (the last chunk read included)."""
+        return self._response.content.at_eof()
+
     async def read(self, max_bytes: int) -> bytes:
         """The whole body, at most ``max_bytes``."""
         parts: list[bytes] = []

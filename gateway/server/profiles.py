@@ -317,13 +317,22 @@ async def _chunked_exchange(
     result.upstream_status = upstream.status
     async with upstream:
         await response.start(upstream.status, upstream.headers)
+        last = b""
         async for data in upstream.chunks():
-            await response.body(data)
-        await response.finish()
+            if upstream.at_end:
+                last = data  # arrived with the end: it goes out in the final chunk, one write
+            else:
+                await response.body(data)
+        await response.finish(last)
 
 
 class _ChunkedResponse:
-    """An indeterminate-length BHTTP response, streamed as chunked OHTTP."""
+    """An indeterminate-length BHTTP response, streamed as chunked OHTTP.
+
+    Each body write is one ASGI message and so one socket write: the response nonce goes out
+    with the response head, and a body piece that arrived together with the end of the upstream
+    body goes out inside the final chunk. Pieces that arrive apart (SSE events) are sent apart.
+    """
 
     def __init__(
         self, encapsulator: ChunkedResponseEncapsulator, send: Send, result: Result
@@ -336,22 +345,25 @@ class _ChunkedResponse:
 
     async def _open(self, *, close: bool = False) -> None:
         self.started = True
-        await _start(self._send, 200, self._encapsulator.start(), self._result, close=close)
-
-    async def _sealed(self, plaintext: bytes) -> None:
-        await _chunk(self._send, self._encapsulator.encapsulate_chunk(plaintext), self._result)
+        headers = [(b"content-type", CHUNKED_RES), *STREAM_HEADERS]
+        if close:
+            headers.append((b"connection", b"close"))
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def start(self, status: int, headers: tuple[bhttp.Field, ...]) -> None:
         await self._open()
-        await self._sealed(self._encoder.head(status, headers))
+        head = self._encoder.head(status, headers)
+        await _chunk(self._send, self._encapsulator.encapsulate_chunk(head), self._result)
 
     async def body(self, data: bytes) -> None:
         piece = self._encoder.body(data)
         if piece:
-            await self._sealed(piece)
+            sealed = self._encapsulator.encapsulate_chunk(piece)
+            await _chunk(self._send, sealed, self._result)
 
-    async def finish(self) -> None:
-        final = self._encapsulator.finish(self._encoder.end())
+    async def finish(self, last: bytes = b"") -> None:
+        tail = self._encoder.body(last) + self._encoder.end() if last else self._encoder.end()
+        final = self._encapsulator.finish(tail)
         await _chunk(self._send, final, self._result, more=False)
 
     async def error(self, error: GatewayError) -> None:
