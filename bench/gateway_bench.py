@@ -8,7 +8,9 @@ RSS for the large bodies. Every OHTTP request carries a fresh encapsulation: the
 encrypted before the timed run (bench/bodies.lua cycles through them). For the large bodies the
 gateway runs with ``--replay-window 1`` so a body may recur after a second; each gateway run is
 checked on its metrics: no replay refused, every request answered ok, else the row is marked
-INVALID.
+INVALID. The upstream is bench/sink_upstream.py (reads each body whole, answers a small JSON):
+it stands for Whisper at the smallest CPU cost, since wrk, the upstream and the system under test
+share this machine's two cores.
 
 The 1 KiB comparisons that have goals (gateway vs plain proxy, P-384 vs plain proxy, two workers vs
 one) run in ``--rounds`` interleaved rounds: proxy, gateway X25519, P-384, chunked, two workers,
@@ -347,8 +349,7 @@ def main() -> None:
     sizes = set(args.sizes.split(","))
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     bench = Bench(args.duration, work)
-    upstream = [sys.executable, "-m", "tests.support.upstream_double"]
-    upstream += ["--port", str(bench.upstream_port)]
+    upstream = [sys.executable, "-m", "bench.sink_upstream", "--port", str(bench.upstream_port)]
     x25519, p384 = KemId.X25519_SHA256, KemId.P384_SHA384
     summary: list[str] = []
     try:
