@@ -121,7 +121,7 @@ def _after_a_timeout(gateway: GatewayProcess, before: Counts, route: str, profil
     assert after.outcomes == before.outcomes + 1
     assert after.logs == before.logs + 1
     entry = _timeout_logs(gateway)[-1]
-    assert re.fullmatch(r"[0-9a-f]{32}", str(entry["request_id"]))
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", str(entry["request_id"]))
     assert entry["outcome"] == "client_timeout"
 
 

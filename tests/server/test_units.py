@@ -4,6 +4,7 @@ limits and the error mappers of each phase (the replay memory: test_replay.py)."
 from __future__ import annotations
 
 import json
+import re
 from email.utils import formatdate
 
 import pytest
@@ -176,3 +177,14 @@ def test_outcomes() -> None:
     assert outcome(ReplayDetected()) == "refused"
     assert outcome(BhttpError()) == "client_error"
     assert outcome(BodyTimeout()) == "client_timeout"
+
+
+def test_request_ids_are_unique_and_carry_a_per_process_prefix() -> None:
+    from gateway.server.logs import new_request_id, request_id
+
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert request_id.get() == ids[-1]
+    prefixes = {value.split("-")[0] for value in ids}
+    assert len(prefixes) == 1
+    assert all(re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", value) for value in ids)
