@@ -1,12 +1,14 @@
-"""Running the gateway: one process, or a supervisor with worker processes sharing one socket.
+"""Running the gateway: one process, or a supervisor with worker processes on one port.
 
 :func:`serve` is what ``ohttp-gateway serve`` calls. With ``--workers 1`` the gateway runs in this
-process. With more, the supervisor binds the listening socket, starts the workers (spawned, each
-with its own event loop, since the crypto holds the GIL), serves the aggregated metrics, and
-forwards SIGTERM to them. In dev mode the supervisor fixes one seed for all workers, so they serve
-the same key configs. It also creates the replay memory the workers share
-(:class:`~gateway.server.replay_table.ReplayTable`), so a replay landing on another worker is
-refused; the kernel frees it when the last of these processes ends, however it ends.
+process. With more, the supervisor binds one listening socket per worker on the port
+(SO_REUSEPORT, :func:`~gateway.server.sockets.bind_tcp_group`: the kernel spreads connections
+evenly, where one shared socket let the first worker awake take a whole burst), starts the
+workers (spawned, each with its own event loop, since the crypto holds the GIL), serves the
+aggregated metrics, and forwards SIGTERM to them. In dev mode the supervisor fixes one seed for
+all workers, so they serve the same key configs. It also creates the replay memory the workers
+share (:class:`~gateway.server.replay_table.ReplayTable`), so a replay landing on another worker
+is refused; the kernel frees it when the last of these processes ends, however it ends.
 
 On SIGTERM uvicorn stops accepting, lets every in-flight request finish (up to
 ``--drain-timeout``), runs the lifespan shutdown, and the process exits 0.
@@ -29,7 +31,7 @@ from gateway.server import logs
 from gateway.server.keysource import KeySource
 from gateway.server.metrics import GatewayMetrics, multiprocess_registry, serve_metrics
 from gateway.server.replay_table import ReplayTable
-from gateway.server.sockets import bind_tcp
+from gateway.server.sockets import bind_tcp_group
 
 _stop_requested = False
 _server: uvicorn.Server | None = None
@@ -130,15 +132,17 @@ def _supervise(settings: Settings) -> int:
     replay = ReplayTable.create(settings.replay_window, settings.replay_capacity)
     metrics_dir = tempfile.mkdtemp(prefix="ohttp-gateway-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    sock = bind_tcp(settings.host, settings.port)
+    sockets = bind_tcp_group(settings.host, settings.port, settings.workers)
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=run_worker, args=(settings, seed, sock, replay), name=f"worker-{n}")
-        for n in range(settings.workers)
+        for n, sock in enumerate(sockets)
     ]
     for worker in workers:
         worker.start()
     replay.close()  # the workers hold it now
+    for sock in sockets:
+        sock.close()  # each worker holds its own: one that exits leaves the group
     metrics_server = None
     if settings.metrics_port:
         registry = multiprocess_registry()
@@ -158,7 +162,6 @@ def _supervise(settings: Settings) -> int:
     logs.log_event("supervisor_started", workers=len(workers))
     for worker in workers:
         worker.join()
-    sock.close()
     if metrics_server is not None:
         metrics_server.shutdown()  # type: ignore[attr-defined]
     codes = [worker.exitcode for worker in workers]

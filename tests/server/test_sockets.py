@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.server.sockets import bind_tcp
+from gateway.server.sockets import bind_tcp, bind_tcp_group
 
 
 async def accepted_nodelay(listening: socket.socket) -> bool:
@@ -42,3 +42,43 @@ def test_a_taken_port_is_a_config_error() -> None:
     taken = socket.create_server(("127.0.0.1", 0))
     with taken, pytest.raises(ConfigError, match="cannot bind"):
         bind_tcp("127.0.0.1", taken.getsockname()[1])
+
+
+def test_a_group_shares_one_port_and_spreads_connections_over_its_sockets() -> None:
+    group = bind_tcp_group("127.0.0.1", 0, 2)
+    try:
+        port = group[0].getsockname()[1]
+        assert port == group[1].getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(64)]
+        accepted = []
+        for sock in group:
+            sock.setblocking(False)
+            count = 0
+            while True:
+                try:
+                    connection, _ = sock.accept()
+                except BlockingIOError:
+                    break
+                connection.close()
+                count += 1
+            accepted.append(count)
+        for client in clients:
+            client.close()
+        assert sum(accepted) == 64
+        # Hash spreading, not round robin: 64 connections all on one socket has odds ~2^-63.
+        assert min(accepted) >= 8, accepted
+    finally:
+        for sock in group:
+            sock.close()
+
+
+@pytest.mark.parametrize("reuse_port", [False, True])
+def test_a_group_refuses_a_port_another_process_listens_on(reuse_port: bool) -> None:
+    """Even a foreign SO_REUSEPORT listener: joining its group would silently share traffic."""
+    taken = bind_tcp("127.0.0.1", 0, reuse_port=reuse_port)
+    taken.listen()
+    try:
+        with pytest.raises(ConfigError):
+            bind_tcp_group("127.0.0.1", taken.getsockname()[1], 2)
+    finally:
+        taken.close()

@@ -1,4 +1,4 @@
-"""``serve --workers 2``: one socket, two processes, the same keys, aggregated metrics, one
+"""``serve --workers 2``: one port, two processes, the same keys, aggregated metrics, one
 replay memory, a clean SIGTERM."""
 
 from __future__ import annotations
