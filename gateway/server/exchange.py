@@ -40,6 +40,8 @@ from gateway.server.replay import EncMemory, ReplayCache, check_date
 T = TypeVar("T")
 # The plain profile buffers whole responses; transcripts are small, so this bounds memory only.
 MAX_BUFFERED_RESPONSE = 32 * 1024 * 1024
+# How long a request's work runs before a task starts watching for the client's disconnect.
+WATCH_AFTER = 0.05
 
 
 @dataclass
@@ -100,12 +102,16 @@ async def _until_disconnect(receive: Receive, body_done: asyncio.Event) -> None:
 async def guarded(work: Awaitable[T], receive: Receive, body_done: asyncio.Event) -> T:
     """``work``'s result, or ClientGone once the client disconnected (``work`` is cancelled).
 
-    ``work`` runs in the calling task; only the watcher is a task of its own (one task per
-    request instead of two and an ``asyncio.wait``). A disconnect cancels the calling task, and
-    the CancelledError that reaches ``work``'s await point cancels the upstream request with it.
+    ``work`` runs in the calling task. The watcher, a task of its own, starts only once the work
+    has run for :data:`WATCH_AFTER` seconds: most requests finish sooner, and a watcher task
+    costs about 25 µs per request to create, run and cancel. A disconnect is thus noticed at
+    least that late, which only matters for work that runs longer (transcription takes
+    seconds). It cancels the calling task, and the CancelledError that reaches ``work``'s await
+    point cancels the upstream request with it.
     """
     current = asyncio.current_task()
     gone = False
+    watcher: asyncio.Future[None] | None = None
 
     async def watch() -> None:
         nonlocal gone
@@ -114,7 +120,11 @@ async def guarded(work: Awaitable[T], receive: Receive, body_done: asyncio.Event
         if current is not None:
             current.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(watch())
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER, start_watching)
     try:
         result = await work
     except asyncio.CancelledError:
@@ -124,7 +134,9 @@ async def guarded(work: Awaitable[T], receive: Receive, body_done: asyncio.Event
             current.uncancel()
         raise ClientGone from None
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
     if gone:  # the work swallowed the cancellation: the client is gone all the same
         if current is not None:
             current.uncancel()

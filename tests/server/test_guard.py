@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.server.exchange import guarded
+from gateway.server.exchange import WATCH_AFTER, guarded
 from gateway.server.limits import ClientGone
 
 
@@ -117,9 +117,31 @@ def test_the_watcher_waits_for_the_body_before_reading_receive() -> None:
             return {"type": "http.disconnect"}
 
         async def work() -> None:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(WATCH_AFTER * 3)  # long enough for the watcher to start
 
         await guarded(work(), receive, body_done)
         return reads
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_work_that_ends_quickly_starts_no_watcher() -> None:
+    """The common case pays for a timer, not for a task."""
+
+    async def scenario() -> tuple[int, int]:
+        client = Client()
+        seen = []
+
+        async def work() -> None:
+            await asyncio.sleep(0)
+            seen.append(len(asyncio.all_tasks()))
+
+        async def slow_work() -> None:
+            await asyncio.sleep(WATCH_AFTER * 2)
+            seen.append(len(asyncio.all_tasks()))
+
+        await guarded(work(), client.receive, _done())
+        await guarded(slow_work(), client.receive, _done())
+        return seen[0], seen[1]
+
+    assert asyncio.run(scenario()) == (1, 2)  # alone; then with its watcher
