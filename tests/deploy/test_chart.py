@@ -115,6 +115,24 @@ def test_body_deadline_values_reach_the_gateway_settings(tmp_path: Path) -> None
         assert got == expected
 
 
+def test_akv_key_id_reaches_the_gateway_settings(tmp_path: Path) -> None:
+    """null (the default) leaves the per-version key id; 0 is a key id like any other."""
+    default = scenario_values("default")
+    for key_id in (None, 0, 200):
+        custom = tmp_path / f"akv-{key_id}.yaml"
+        akv = {"vaultUrl": "https://vault.example", "keyName": "ohttp", "keyId": key_id}
+        gateway = {"attestation": {"maaUrl": "https://maa.example"}, "kms": {"akv": akv}}
+        custom.write_text(yaml.safe_dump({"gateway": gateway}))
+        env = _env(Rendered("akv", "", render([default, custom])).container("gateway"))
+        assert env["OHTTP_GATEWAY_KMS_BACKEND"] == "akv"
+        if key_id is None:
+            assert "OHTTP_GATEWAY_AKV_KEY_ID" not in env
+        else:
+            assert env["OHTTP_GATEWAY_AKV_KEY_ID"] == str(key_id)
+        strings = {k: v for k, v in env.items() if isinstance(v, str)}
+        assert load_settings(None, strings).akv_key_id == key_id
+
+
 def test_service_exposes_only_the_gateway_port(rendered: dict[str, Rendered]) -> None:
     for item in rendered.values():
         service = item.one("Service", "ohttp-gateway")

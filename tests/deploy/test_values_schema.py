@@ -107,6 +107,7 @@ def test_typo_is_refused(override: str, message: str) -> None:
         ("gateway.limits.bodyIdleTimeout=0", "Must be greater than or equal to 0.05"),
         ("gateway.limits.bodyRateGrace=0", "Must be greater than or equal to 1"),
         ("gateway.limits.bodyMinRate=-1", "Must be greater than or equal to 0"),
+        ("gateway.kms.akv.keyId=256", "Must be less than or equal to 255"),
     ],
 )
 def test_wrong_type_or_value_is_refused(override: str, message: str) -> None:

@@ -145,7 +145,13 @@ GATEWAY = obj(
         "kms": obj(
             {
                 "backend": string(enum=["akv", "ccf", "dev"]),
-                "akv": obj({"vaultUrl": HTTPS_URL, "keyName": string(pattern=r"^[0-9A-Za-z-]*$")}),
+                "akv": obj(
+                    {
+                        "vaultUrl": HTTPS_URL,
+                        "keyName": string(pattern=r"^[0-9A-Za-z-]*$"),
+                        "keyId": {"type": ["integer", "null"], "minimum": 0, "maximum": 255},
+                    }
+                ),
                 "ccf": obj(
                     {
                         "url": HTTPS_URL,

@@ -182,6 +182,10 @@ Render-time guards: configurations that must never reach a cluster.
 - name: OHTTP_GATEWAY_AKV_KEY_NAME
   value: {{ . | quote }}
 {{- end }}
+{{- if not (kindIs "invalid" $gw.kms.akv.keyId) }}
+- name: OHTTP_GATEWAY_AKV_KEY_ID
+  value: {{ $gw.kms.akv.keyId | int | toString | quote }}
+{{- end }}
 {{- end }}
 {{- if eq $gw.kms.backend "ccf" }}
 {{- with $gw.kms.ccf.url }}
