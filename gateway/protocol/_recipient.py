@@ -32,9 +32,17 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from gateway.errors import DecryptionFailed
-from gateway.protocol._hpke import AEAD_NONCE_SIZE, Aead, Bytes, KdfId, KemId, Suite, make_aead
+from gateway.protocol._hpke import (
+    AEAD_NONCE_SIZE,
+    HKDF_HASH,
+    Aead,
+    Bytes,
+    KemId,
+    Suite,
+    hkdf_expand,
+    make_aead,
+)
 
-_HASH = {KdfId.HKDF_SHA256: "sha256", KdfId.HKDF_SHA384: "sha384", KdfId.HKDF_SHA512: "sha512"}
 _HASH_SIZE = {"sha256": 32, "sha384": 48, "sha512": 64}
 # The KEM's own KDF and Nsecret (RFC 9180 §7.1).
 _KEM_HASH = {
@@ -59,12 +67,7 @@ def _labeled_expand(
     digest: str, suite_id: bytes, prk: bytes, label: bytes, info: bytes, length: int
 ) -> bytes:
     labeled_info = length.to_bytes(2, "big") + _VERSION + suite_id + label + info
-    output, block, counter = b"", b"", 1
-    while len(output) < length:
-        block = hmac.digest(prk, block + labeled_info + bytes((counter,)), digest)
-        output += block
-        counter += 1
-    return output[:length]
+    return hkdf_expand(digest, prk, labeled_info, length)
 
 
 @functools.lru_cache(maxsize=256)
@@ -74,7 +77,7 @@ def _schedule_inputs(chosen: Suite, info: bytes) -> tuple[bytes, bytes]:
     suite_id = b"HPKE" + b"".join(
         value.to_bytes(2, "big") for value in (chosen.kem_id, chosen.kdf_id, chosen.aead_id)
     )
-    digest = _HASH[chosen.kdf_id]
+    digest = HKDF_HASH[chosen.kdf_id]
     psk_id_hash = _labeled_extract(digest, suite_id, b"", b"psk_id_hash", b"")
     info_hash = _labeled_extract(digest, suite_id, b"", b"info_hash", info)
     return suite_id, _MODE_BASE + psk_id_hash + info_hash
@@ -145,7 +148,7 @@ def setup_base_recipient(
     """SetupBaseR(enc, skR, info) for ``chosen``; ``public_key`` is skR's serialised pkR."""
     shared_secret = _shared_secret(chosen.kem_id, enc, private_key, public_key)
     suite_id, schedule_context = _schedule_inputs(chosen, info)
-    digest = _HASH[chosen.kdf_id]
+    digest = HKDF_HASH[chosen.kdf_id]
     secret = _labeled_extract(digest, suite_id, shared_secret, b"secret", b"")
     key = _labeled_expand(digest, suite_id, secret, b"key", schedule_context, chosen.key_size)
     base_nonce = _labeled_expand(
