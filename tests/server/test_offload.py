@@ -68,3 +68,59 @@ def test_errors_raised_in_a_pool_thread_reach_the_caller_unchanged() -> None:
 
 def test_pool_size_follows_the_cores_this_process_may_use() -> None:
     assert 1 <= default_threads() <= 4
+
+
+def test_many_requests_in_flight_each_get_their_own_answer() -> None:
+    ring = dev_key_ring(b"offload-test-seed")
+    p384 = next(c for c in ring.configs if c.kem_id is KemId.P384_SHA384)
+    bodies = [
+        ohttp.encapsulate_request(p384, p384.suites[0], bytes([n]) * 10)[0] for n in range(12)
+    ]
+    pool = KeyAgreementPool(2)
+
+    async def open_all() -> list[bytes]:
+        opened = await asyncio.gather(
+            *(pool.run(True, ohttp.decapsulate_request, ring, body) for body in bodies)
+        )
+        return [plaintext for plaintext, _context in opened]
+
+    try:
+        assert asyncio.run(open_all()) == [bytes([n]) * 10 for n in range(12)]
+    finally:
+        pool.close()
+
+
+def test_a_cancelled_request_leaves_the_pool_serving() -> None:
+    """The thread finishes the job; its answer is dropped, and the next request is served."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(10)
+        return "late"
+
+    pool = KeyAgreementPool(1)
+
+    async def scenario() -> str:
+        waiting = asyncio.ensure_future(pool.run(True, slow))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        release.set()
+        return await pool.run(True, str.upper, "next")
+
+    try:
+        assert asyncio.run(scenario()) == "NEXT"
+    finally:
+        pool.close()
+
+
+def test_close_ends_the_threads() -> None:
+    pool = KeyAgreementPool(2)
+    threads = list(pool._threads)
+    pool.close()
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive()
