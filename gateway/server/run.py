@@ -9,6 +9,10 @@ aggregated metrics, and forwards SIGTERM to them. In dev mode the supervisor fix
 all workers, so they serve the same key configs. It also creates the replay memory the workers
 share (:class:`~gateway.server.replay_table.ReplayTable`), so a replay landing on another worker
 is refused; the kernel frees it when the last of these processes ends, however it ends.
+Every worker runs its own key lifecycle, but only worker 0 (the only one with ``--workers 1``)
+owns the Kubernetes notifier: the pod gets one event per milestone and one writer of its
+annotations, not one per worker. In ``--kubernetes-events on`` mode the supervisor loads the
+in-cluster configuration before it spawns anyone, so a missing one still stops the gateway.
 
 On SIGTERM uvicorn stops accepting, lets every in-flight request finish (up to
 ``--drain-timeout``), runs the lifespan shutdown, and the process exits 0.
@@ -83,8 +87,12 @@ def run_worker(
     seed: bytes | None,
     sock: socket.socket | None,
     replay: ReplayTable | None = None,
+    worker: int = 0,
 ) -> None:
-    """One gateway process: build the app and serve until SIGTERM has been drained."""
+    """One gateway process: build the app and serve until SIGTERM has been drained.
+
+    ``worker`` is the process's index under the supervisor: index 0 owns the Kubernetes
+    notifier, the others emit nothing to Kubernetes (their milestones repeat worker 0's)."""
     signal.signal(signal.SIGTERM, _note_stop)
     from gateway.server.app import build_app  # the app's imports are paid for only when serving
     from gateway.server.attested import attested_lifecycle, dev_attestation
@@ -96,7 +104,7 @@ def run_worker(
         metrics_server = serve_metrics(metrics.registry, settings.host, settings.metrics_port)
     keys = key_source(settings, seed)
     notifier = None
-    if settings.pod_name and settings.kubernetes_events != "off":
+    if worker == 0 and settings.pod_name and settings.kubernetes_events != "off":
         # Imported only in a pod: the official client takes about half a second to import.
         from gateway.server.k8s import kubernetes_notifier
 
@@ -128,6 +136,11 @@ def serve(settings: Settings) -> int:
 
 def _supervise(settings: Settings) -> int:
     logs.configure(settings.log_level)
+    if settings.kubernetes_events == "on":
+        # Only worker 0 would load it: a missing configuration must stop every worker, as with one.
+        from gateway.server.k8s import in_cluster_api
+
+        in_cluster_api(settings, os.environ)
     seed = dev_seed(settings) or (secrets.token_bytes(32) if settings.dev else None)
     replay = ReplayTable.create(settings.replay_window, settings.replay_capacity)
     metrics_dir = tempfile.mkdtemp(prefix="ohttp-gateway-metrics-")
@@ -135,7 +148,9 @@ def _supervise(settings: Settings) -> int:
     sockets = bind_tcp_group(settings.host, settings.port, settings.workers)
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=run_worker, args=(settings, seed, sock, replay), name=f"worker-{n}")
+        context.Process(
+            target=run_worker, args=(settings, seed, sock, replay, n), name=f"worker-{n}"
+        )
         for n, sock in enumerate(sockets)
     ]
     for worker in workers:

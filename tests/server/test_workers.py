@@ -11,7 +11,6 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,12 +20,10 @@ from gateway.errors import PROBLEM_DATE
 from gateway.protocol import bhttp, ohttp
 from gateway.protocol.keys import KeyConfig
 from tests.server.conftest import run
-from tests.support.accepted import descendants, serving_process
+from tests.support.accepted import gateway_workers, serving_process, wait_for_each_worker
 from tests.support.gateway_process import ROOT, GatewayProcess
 from tests.support.ohttp_client import inner_request, key_configs, post_plain
 from tests.support.upstream_double import UpstreamDouble
-
-REPLAY_TABLE = "/memfd:ohttp-gateway-replay"
 
 
 def test_two_workers_share_keys_and_metrics(double: UpstreamDouble, tmp_path: Path) -> None:
@@ -80,10 +77,6 @@ def test_two_workers_share_keys_and_metrics(double: UpstreamDouble, tmp_path: Pa
         assert line.startswith("{"), line  # JSON only: no stray warnings from the workers
 
 
-def _maps_replay_table(pid: int) -> bool:
-    return REPLAY_TABLE in Path(f"/proc/{pid}/maps").read_text()
-
-
 def _exchange(port: int, sealed: bytes) -> tuple[http.client.HTTPConnection, bytes]:
     """One POST over a fresh connection, left open so its worker can be found."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -95,22 +88,6 @@ def _exchange(port: int, sealed: bytes) -> tuple[http.client.HTTPConnection, byt
     return connection, body
 
 
-def _wait_for_both(port: int, workers: list[int]) -> None:
-    """Until each worker has accepted a connection: the second may still be starting."""
-    seen: set[int] = set()
-    deadline = time.monotonic() + 20
-    while seen != set(workers) and time.monotonic() < deadline:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        try:
-            connection.request("GET", "/livez")
-            connection.getresponse().read()
-            assert connection.sock is not None
-            seen.add(serving_process(workers, connection.sock))
-        finally:
-            connection.close()
-    assert seen == set(workers)
-
-
 def test_a_replay_landing_on_another_worker_is_refused(
     double: UpstreamDouble, tmp_path: Path
 ) -> None:
@@ -118,11 +95,10 @@ def test_a_replay_landing_on_another_worker_is_refused(
     process = GatewayProcess(double.url, tmp_path / "g.log", "--workers", "2").start()
     try:
         assert process.process is not None
-        family = descendants(process.process.pid)
-        workers = [pid for pid in family if _maps_replay_table(pid)]
+        workers = gateway_workers(process.process.pid)
         assert len(workers) == 2  # both workers map the one table; the supervisor let go of it
         assert process.process.pid not in workers
-        _wait_for_both(process.port, workers)
+        wait_for_each_worker(process.port, workers)
 
         async def first_config() -> KeyConfig:
             async with aiohttp.ClientSession() as session:

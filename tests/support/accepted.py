@@ -1,5 +1,7 @@
 """The server's side of a loopback connection, in any of our processes: which process holds it
-(:func:`serving_process`: which worker accepted a connection) and its TCP_NODELAY.
+(:func:`serving_process`: which worker accepted a connection, :func:`wait_for_each_worker`: until
+every worker has accepted one; :func:`gateway_workers`: a supervisor's workers) and its
+TCP_NODELAY.
 
 :func:`server_nodelay` finds, among the open file descriptors of the given processes, the
 accepted socket whose peer is the client's socket, takes a copy of it with ``pidfd_getfd``
@@ -10,11 +12,14 @@ asyncio sets only on connections accepted from a listening socket created with I
 from __future__ import annotations
 
 import ctypes
+import http.client
 import os
 import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
+REPLAY_TABLE = "/memfd:ohttp-gateway-replay"
 _SYS_PIDFD_GETFD = 438  # the same number on x86_64 and aarch64
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -27,6 +32,12 @@ def descendants(pid: int) -> list[int]:
         for child in children:
             found += descendants(int(child))
     return found
+
+
+def gateway_workers(supervisor: int) -> list[int]:
+    """The workers under ``supervisor``: the processes that map the shared replay table."""
+    family = descendants(supervisor)
+    return [pid for pid in family if REPLAY_TABLE in Path(f"/proc/{pid}/maps").read_text()]
 
 
 def _copy_fd(pidfd: int, fd: int) -> int | None:
@@ -74,3 +85,19 @@ def serving_process(pids: Iterable[int], client: socket.socket) -> int:
     pid, sock = _accepted(pids, client)
     sock.close()
     return pid
+
+
+def wait_for_each_worker(port: int, workers: list[int], timeout: float = 20.0) -> None:
+    """Until each worker has accepted a connection on ``port``: one may still be starting."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while seen != set(workers) and time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("GET", "/livez")
+            connection.getresponse().read()
+            assert connection.sock is not None
+            seen.add(serving_process(workers, connection.sock))
+        finally:
+            connection.close()
+    assert seen == set(workers)
