@@ -57,6 +57,7 @@ def provider_for(tpm: swtpm.Swtpm, **settings: object) -> AzureVtpmProvider:
     settings.setdefault("event_log_path", Path("/nonexistent/binary_bios_measurements"))
     settings.setdefault("report_refresh_timeout_s", 0.05)
     settings.setdefault("report_poll_interval_s", 0.01)
+    settings.setdefault("lock_directory", tpm.directory)  # the report lock goes with the swtpm
     return AzureVtpmProvider(AzureVtpmConfig(tcti=tpm.tcti, **settings))  # type: ignore[arg-type]
 
 
@@ -444,8 +445,14 @@ def test_garbage_in_the_hcl_index_is_refused(vtpm: swtpm.Swtpm) -> None:
 
 
 def test_an_unreachable_tpm_is_a_clear_error(tmp_path: Path) -> None:
-    provider = AzureVtpmProvider(AzureVtpmConfig(tcti=f"swtpm:path={tmp_path}/absent"))
-    with pytest.raises(TpmUnavailable, match="could not be opened"):
+    config = AzureVtpmConfig(tcti=f"swtpm:path={tmp_path}/absent", lock_directory=tmp_path)
+    with pytest.raises(TpmUnavailable, match="TPM could not be opened"):
+        AzureVtpmProvider(config).collect(USER_DATA, NONCE)
+
+
+def test_an_unwritable_lock_directory_is_a_clear_error(vtpm: swtpm.Swtpm, tmp_path: Path) -> None:
+    provider = provider_for(vtpm, lock_directory=tmp_path / "absent")
+    with pytest.raises(TpmUnavailable, match="lock file could not be opened"):
         provider.collect(USER_DATA, NONCE)
 
 
@@ -484,6 +491,7 @@ def test_an_unknown_decrypt_scheme_is_refused() -> None:
         {"pcrs": (24,)},
         {"report_refresh_timeout_s": -1.0},
         {"report_poll_interval_s": 0.0},
+        {"report_lock_margin_s": -0.1},
     ],
 )
 def test_bad_settings_are_refused(settings: dict[str, object]) -> None:
