@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterator
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess, module_gateway
 from tests.support.upstream_double import UpstreamDouble
 
 T = TypeVar("T")
@@ -31,7 +30,7 @@ def double() -> Iterator[UpstreamDouble]:
 def gateway(
     double: UpstreamDouble, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    log = Path(tmp_path_factory.mktemp("gateway")) / "gateway.log"
-    process = GatewayProcess(double.url, log, "--upstream-read-timeout", "3").start()
-    yield process
-    assert process.terminate() == 0
+    with module_gateway(
+        double.url, tmp_path_factory, "gateway", "--upstream-read-timeout", "3"
+    ) as process:
+        yield process

@@ -18,7 +18,6 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -28,7 +27,7 @@ from gateway.protocol import bhttp, ohttp
 from gateway.protocol.chunked import ChunkedRequestEncapsulator
 from gateway.protocol.keys import KeyConfig
 from tests.server.conftest import run
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess, module_gateway
 from tests.support.ohttp_client import inner_request, key_configs, post_chunked, post_plain
 from tests.support.upstream_double import UpstreamDouble
 
@@ -44,15 +43,14 @@ TIMEOUT_SERIES = 'ohttp_gateway_decapsulation_failures_total{reason="body_timeou
 def paced(
     double: UpstreamDouble, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    log = Path(tmp_path_factory.mktemp("paced")) / "gateway.log"
-    process = GatewayProcess(
+    with module_gateway(
         double.url,
-        log,
+        tmp_path_factory,
+        "paced",
         *("--body-idle-timeout", str(IDLE), "--body-min-rate", str(MIN_RATE)),
         *("--body-rate-grace", str(GRACE), "--upstream-read-timeout", "5"),
-    ).start()
-    yield process
-    assert process.terminate() == 0
+    ) as process:
+        yield process
 
 
 # --- the observations every case ends with ---------------------------------------------------

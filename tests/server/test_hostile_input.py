@@ -12,7 +12,6 @@ import re
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -21,7 +20,7 @@ from gateway.protocol import bhttp, ohttp
 from gateway.protocol.chunked import ChunkedRequestEncapsulator
 from tests.server.conftest import run
 from tests.support.fuzzing import cases
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess, module_gateway
 from tests.support.ohttp_client import inner_request, key_configs, post_plain
 from tests.support.upstream_double import UpstreamDouble
 
@@ -36,10 +35,10 @@ CHUNKED_HEAD = (
 def gateway(
     double: UpstreamDouble, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    log = Path(tmp_path_factory.mktemp("hostile")) / "gateway.log"
-    process = GatewayProcess(double.url, log, "--body-idle-timeout", "1").start()
-    yield process
-    assert process.terminate() == 0
+    with module_gateway(
+        double.url, tmp_path_factory, "hostile", "--body-idle-timeout", "1"
+    ) as process:
+        yield process
 
 
 def _in_flight(gateway: GatewayProcess) -> float:

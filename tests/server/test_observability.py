@@ -19,7 +19,7 @@ import pytest
 from gateway.protocol import bhttp, ohttp
 from gateway.server.keysource import dev_key_ring
 from tests.server.conftest import run
-from tests.support.gateway_process import DEV_SEED, GatewayProcess
+from tests.support.gateway_process import DEV_SEED, GatewayProcess, module_gateway
 from tests.support.ohttp_client import (
     inner_request,
     key_configs,
@@ -39,12 +39,14 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 def logged_gateway(
     double: UpstreamDouble, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    log = Path(tmp_path_factory.mktemp("logged")) / "gateway.log"
-    process = GatewayProcess(
-        double.url, log, "--upstream-read-timeout", "1", "--log-level", "debug"
-    ).start()
-    yield process
-    process.terminate()
+    with module_gateway(
+        double.url,
+        tmp_path_factory,
+        "logged",
+        *("--upstream-read-timeout", "1", "--log-level", "debug"),
+        clean_exit=False,
+    ) as process:
+        yield process
 
 
 async def _drain(request: Any) -> None:

@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
@@ -137,3 +139,17 @@ class GatewayThread:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
+
+
+@contextmanager
+def module_gateway(
+    upstream: str, factory: object, name: str, *extra: str, clean_exit: bool = True
+) -> Iterator[GatewayProcess]:
+    """A dev gateway for a module-scoped fixture, logging under ``factory.mktemp(name)``;
+    stopped afterwards, asserting a clean exit unless told otherwise."""
+    log = Path(factory.mktemp(name)) / "gateway.log"  # type: ignore[attr-defined]
+    process = GatewayProcess(upstream, log, *extra).start()
+    yield process
+    code = process.terminate()
+    if clean_exit:
+        assert code == 0
