@@ -20,7 +20,7 @@ import asyncio
 import httptools
 import uvloop
 
-from gateway.server.sockets import bind_tcp
+from gateway.server.sockets import LISTEN_BACKLOG, bind_tcp
 
 
 class SinkProtocol(asyncio.Protocol):
@@ -63,7 +63,7 @@ class SinkProtocol(asyncio.Protocol):
 
 async def serve(host: str, port: int) -> None:
     server = await asyncio.get_running_loop().create_server(
-        SinkProtocol, sock=bind_tcp(host, port), backlog=2048
+        SinkProtocol, sock=bind_tcp(host, port), backlog=LISTEN_BACKLOG
     )
     async with server:
         await server.serve_forever()

@@ -66,7 +66,7 @@ def _serve(jobs: queue.SimpleQueue[_Job | None]) -> None:
         # RuntimeError: the loop closed meanwhile (shutdown), and nobody waits for this result.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_settle, future, result, error)
-        del job, future, result, error
+        del job, future, result, error  # a thread waiting for work keeps no request's body alive
 
 
 class KeyAgreementPool:

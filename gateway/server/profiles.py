@@ -173,13 +173,15 @@ async def _azure_exchange(
         await _chunk(send, framing.finish(), result, more=False)
 
 
-async def _start(
-    send: Send, status: int, first: bytes, result: Result, *, close: bool = False
-) -> None:
+async def _stream_head(send: Send, status: int, *, close: bool = False) -> None:
     headers = [(b"content-type", CHUNKED_RES), *STREAM_HEADERS]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+async def _start(send: Send, status: int, first: bytes, result: Result) -> None:
+    await _stream_head(send, status)
     await _chunk(send, first, result)
 
 
@@ -197,11 +199,11 @@ class ChunkedInbound:
         self.decapsulator = ChunkedRequestDecapsulator(ring)
         self._ring = ring
         self._key_agreement = gw.key_agreement
+        self._offload: bool | None = None  # decided by the key id, the stream's first byte
         self._decoder = bhttp.RequestDecoder(gw.bhttp_limits)
         self._events: list[bhttp.Event] = []
         self._chunks = chunks
         self._ended = False
-        self._first_byte: int | None = None
         self._result = result
         self.opened = False
         self.body_done = asyncio.Event()
@@ -215,10 +217,10 @@ class ChunkedInbound:
             return
         self._result.received += len(data)
         if self.decapsulator.enc is None:  # the HPKE setup happens in this feed
-            if self._first_byte is None:
-                self._first_byte = data[0]  # the key id
-            offload = self._key_agreement.wanted(self._ring, self._first_byte)
-            self._open(await self._key_agreement.run(offload, self.decapsulator.feed, data))
+            if self._offload is None:
+                self._offload = self._key_agreement.wanted(self._ring, data[0])
+            feed = self.decapsulator.feed
+            self._open(await self._key_agreement.run(self._offload, feed, data))
         else:
             self._open(self.decapsulator.feed(data))
 
@@ -345,10 +347,7 @@ class _ChunkedResponse:
 
     async def _open(self, *, close: bool = False) -> None:
         self.started = True
-        headers = [(b"content-type", CHUNKED_RES), *STREAM_HEADERS]
-        if close:
-            headers.append((b"connection", b"close"))
-        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        await _stream_head(self._send, 200, close=close)
 
     async def start(self, status: int, headers: tuple[bhttp.Field, ...]) -> None:
         await self._open()
@@ -362,8 +361,7 @@ class _ChunkedResponse:
             await _chunk(self._send, sealed, self._result)
 
     async def finish(self, last: bytes = b"") -> None:
-        tail = self._encoder.body(last) + self._encoder.end() if last else self._encoder.end()
-        final = self._encapsulator.finish(tail)
+        final = self._encapsulator.finish(self._encoder.body(last) + self._encoder.end())
         await _chunk(self._send, final, self._result, more=False)
 
     async def error(self, error: GatewayError) -> None:

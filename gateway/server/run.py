@@ -35,7 +35,7 @@ from gateway.server import logs
 from gateway.server.keysource import KeySource
 from gateway.server.metrics import GatewayMetrics, multiprocess_registry, serve_metrics
 from gateway.server.replay_table import ReplayTable
-from gateway.server.sockets import bind_tcp_group
+from gateway.server.sockets import LISTEN_BACKLOG, bind_tcp_group
 
 _stop_requested = False
 _server: uvicorn.Server | None = None
@@ -78,7 +78,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.drain_timeout) or None,
         h11_max_incomplete_event_size=settings.max_header_bytes,
-        backlog=2048,
+        backlog=LISTEN_BACKLOG,
     )
 
 
