@@ -27,6 +27,7 @@ the machine (2 shared cores here: wrk, the upstream and the gateway compete for 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -108,36 +109,38 @@ def process(args: list[str], ready_url: str) -> Iterator[subprocess.Popen[bytes]
             child.wait()
 
 
-def rss_mib(pid: int, field_name: str) -> float:
-    """VmRSS or VmHWM of ``pid`` plus its children (the workers of a supervisor)."""
-    total = 0.0
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants: a supervisor's workers, a worker's key-agreement child."""
     pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
     for one in pids:
-        status = Path(f"/proc/{one}/status").read_text()
-        match = re.search(rf"^{field_name}:\s+(\d+) kB", status, re.M)
-        if match:
-            total += int(match.group(1)) / 1024
-    if len(pids) > 1:  # the supervisor itself does no request work
-        status = Path(f"/proc/{pid}/status").read_text()
-        match = re.search(rf"^{field_name}:\s+(\d+) kB", status, re.M)
-        total -= int(match.group(1)) / 1024 if match else 0
+        with contextlib.suppress(FileNotFoundError):
+            pids += [int(p) for p in Path(f"/proc/{one}/task/{one}/children").read_text().split()]
+    return pids
+
+
+def _status_mib(pid: int, field_name: str) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(rf"^{field_name}:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def rss_mib(pid: int, field_name: str, *, supervisor: bool = False) -> float:
+    """VmRSS or VmHWM summed over ``pid``'s process tree; without the supervisor itself, which
+    does no request work, when ``pid`` is one."""
+    total = sum(_status_mib(one, field_name) for one in process_tree(pid))
+    if supervisor:
+        total -= _status_mib(pid, field_name)
     return round(total, 1)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its children (the workers of a supervisor)."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
+    """User + system CPU time of ``pid``'s process tree (workers, key-agreement children)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for one in pids:
-        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks
+    for one in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
     return total
 
 
@@ -261,6 +264,7 @@ class Bench:
         chunked: bool = False,
         workers: int = 1,
         count: int,
+        key_agreement: str = "process",
     ) -> None:
         config = self.configs[kem]
         profile = "chunked" if chunked else "plain"
@@ -279,17 +283,20 @@ class Bench:
             str(workers),
         ]
         args += ["--upstream", f"http://127.0.0.1:{self.upstream_port}", "--log-level", "warning"]
-        args += ["--max-concurrency", "256"]
+        args += ["--max-concurrency", "256", "--key-agreement", key_agreement]
         if size > 64 * KIB:
             args += ["--replay-window", "1"]
         media = "message/ohttp-chunked-req" if chunked else "message/ohttp-req"
         with process(args, f"http://127.0.0.1:{port}/livez") as child:
             time.sleep(0.5 * workers)
-            idle, cpu = rss_mib(child.pid, "VmRSS"), cpu_seconds(child.pid)
+            supervisor = workers > 1
+            idle = rss_mib(child.pid, "VmRSS", supervisor=supervisor)
+            cpu = cpu_seconds(child.pid)
             row = run_wrk(
                 f"http://127.0.0.1:{port}/gateway", bodies, media, connections, self.duration
             )
-            row.idle_rss_mib, row.peak_rss_mib = idle, rss_mib(child.pid, "VmHWM")
+            row.idle_rss_mib = idle
+            row.peak_rss_mib = rss_mib(child.pid, "VmHWM", supervisor=supervisor)
             row.cpu_ms_per_request = per_request(cpu_seconds(child.pid) - cpu, row.requests)
             metrics = f"http://127.0.0.1:{metrics_port}/metrics"
             replays = metric(metrics, "ohttp_gateway_replays_refused_total")
@@ -301,13 +308,16 @@ class Bench:
         if upstream_ok < row.requests:
             row.note += f"INVALID: upstream saw {upstream_ok:.0f} of {row.requests} "
         kem_name = {KemId.X25519_SHA256: "X25519", KemId.P384_SHA384: "P-384"}[kem]
-        self.record(row, f"gateway {profile} {kem_name} w={workers}", label)
+        place = "" if key_agreement == "process" else f" ({key_agreement}s)"
+        self.record(row, f"gateway {profile} {kem_name}{place} w={workers}", label)
 
 
-GOALS = (
+GOALS: tuple[tuple[str, str, float | None], ...] = (
     ("gateway plain X25519 w=1", "plain proxy (aiohttp)", 0.70),
     ("gateway plain P-384 w=1", "plain proxy (aiohttp)", 0.50),
     ("gateway plain X25519 w=2", "gateway plain X25519 w=1", 1.70),
+    # Why P-384 agrees in a child process (gateway/server/agreement_process.py): no goal.
+    ("gateway plain P-384 w=1", "gateway plain P-384 (threads) w=1", None),
 )
 
 
@@ -327,11 +337,11 @@ def summarize(rows: list[Row], size: str, rounds: int) -> list[str]:
         if not ratios:
             continue
         median = statistics.median(ratios)
-        verdict = "met" if median >= goal else "NOT met"
         each = " ".join(f"{ratio:.2f}" for ratio in ratios)
-        lines.append(
-            f"  {target} / {baseline}: {median:.2f} [{each}]  goal >= {goal:.2f}: {verdict}"
-        )
+        verdict = "(no goal)"
+        if goal is not None:
+            verdict = f"goal >= {goal:.2f}: " + ("met" if median >= goal else "NOT met")
+        lines.append(f"  {target} / {baseline}: {median:.2f} [{each}]  {verdict}")
     return lines
 
 
@@ -362,6 +372,7 @@ def main() -> None:
                     bench.proxy(KIB, "1 KiB", 32)
                     bench.gateway(KIB, "1 KiB", 32, x25519, count=60_000)
                     bench.gateway(KIB, "1 KiB", 32, p384, count=25_000)
+                    bench.gateway(KIB, "1 KiB", 32, p384, count=25_000, key_agreement="thread")
                     bench.gateway(KIB, "1 KiB", 32, x25519, chunked=True, count=60_000)
                     bench.gateway(KIB, "1 KiB", 32, x25519, workers=2, count=80_000)
                 bench.round = None

@@ -38,6 +38,7 @@ EVIDENCE_PROVIDERS = ("azure-vtpm", "sev-guest", "simulated")
 SEV_GUEST_TRANSPORTS = ("auto", "configfs", "ioctl", "legacy-ioctl")
 KMS_BACKENDS = ("akv", "ccf", "dev")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+KEY_AGREEMENT_PLACES = ("process", "thread")
 KUBERNETES_EVENTS = ("auto", "on", "off")
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _PATH_PATTERN = re.compile(r"^(/([A-Za-z0-9._~-]+|\{name\}))+$")
@@ -87,6 +88,7 @@ class Settings:
     body_idle_timeout: float = 30.0
     body_min_rate: int = 100
     body_rate_grace: float = 30.0
+    key_agreement: str = "process"
     log_level: str = "info"
     dev: bool = False
     dev_seed: Secret | None = None
@@ -306,6 +308,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("body_idle_timeout", _seconds(0.05, 3600), "longest wait for the next body bytes"),
     Spec("body_min_rate", _integer(0, 1 << 30), "least body bytes/s after the grace (0: off)"),
     Spec("body_rate_grace", _seconds(1, 86_400), "seconds of body waiting before the rate counts"),
+    Spec("key_agreement", _choice(KEY_AGREEMENT_PLACES), "where P-384 ECDH runs, per worker"),
     Spec("log_level", _choice(LOG_LEVELS), "log level"),
     Spec("dev", _boolean, "dev mode: in-memory keys, NOT confidential", is_flag=True),
     Spec("dev_seed", _secret, "secret seed so dev replicas share keys"),

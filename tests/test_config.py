@@ -43,6 +43,7 @@ def test_defaults_match_the_documented_contract() -> None:
     assert settings.body_idle_timeout == 30
     assert settings.body_min_rate == 100
     assert settings.body_rate_grace == 30
+    assert settings.key_agreement == "process"
 
 
 def test_every_setting_is_in_docs_configuration() -> None:
@@ -97,6 +98,8 @@ def test_repeatable_and_comma_separated_paths() -> None:
         (("--dev",), {"OHTTP_GATEWAY_BODY_MIN_RATE": "-5"}, "OHTTP_GATEWAY_BODY_MIN_RATE"),
         (("--dev", "--body-min-rate", "1.5"), {}, "--body-min-rate"),
         (("--dev", "--body-rate-grace", "0.5"), {}, "--body-rate-grace"),
+        (("--dev", "--key-agreement", "gpu"), {}, "--key-agreement"),
+        (("--dev",), {"OHTTP_GATEWAY_KEY_AGREEMENT": ""}, "OHTTP_GATEWAY_KEY_AGREEMENT"),
     ],
 )
 def test_bad_values_fail_with_the_setting_named(
@@ -113,6 +116,12 @@ def test_body_deadline_from_flags_and_environment() -> None:
     assert settings.body_idle_timeout == 0.3
     assert settings.body_min_rate == 0  # the idle gap only
     assert settings.body_rate_grace == 5
+
+
+def test_key_agreement_place_from_flag_or_environment() -> None:
+    assert load_settings(parse("--dev", "--key-agreement", "thread"), {}).key_agreement == "thread"
+    env = {"OHTTP_GATEWAY_KEY_AGREEMENT": "thread"}
+    assert load_settings(parse("--dev"), env).key_agreement == "thread"
 
 
 def test_bad_value_is_not_echoed() -> None:

@@ -29,9 +29,9 @@ import functools
 import hmac
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from gateway.errors import DecryptionFailed
+from gateway.protocol._dh import PrivateKey, diffie_hellman
 from gateway.protocol._hpke import (
     AEAD_NONCE_SIZE,
     HKDF_HASH,
@@ -50,12 +50,9 @@ _KEM_HASH = {
     KemId.P256_SHA256: "sha256",
     KemId.P384_SHA384: "sha384",
 }
-_CURVE = {KemId.P256_SHA256: ec.SECP256R1(), KemId.P384_SHA384: ec.SECP384R1()}
 _VERSION = b"HPKE-v1"
 _MODE_BASE = b"\x00"
 _MAX_SEQUENCE = (1 << (8 * AEAD_NONCE_SIZE)) - 1
-
-PrivateKey = x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
 def _labeled_extract(digest: str, suite_id: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:
@@ -83,18 +80,8 @@ def _schedule_inputs(chosen: Suite, info: bytes) -> tuple[bytes, bytes]:
     return suite_id, _MODE_BASE + psk_id_hash + info_hash
 
 
-def _shared_secret(kem_id: KemId, enc: bytes, private_key: PrivateKey, public_key: bytes) -> bytes:
-    """DHKEM Decap (RFC 9180 §4.1): ExtractAndExpand(DH(skR, pkE), enc ‖ pkRm)."""
-    try:
-        if isinstance(private_key, x25519.X25519PrivateKey):
-            dh = private_key.exchange(x25519.X25519PublicKey.from_public_bytes(enc))
-        else:
-            if enc[:1] != b"\x04":  # SerializePublicKey is the uncompressed form only
-                raise DecryptionFailed()
-            peer = ec.EllipticCurvePublicKey.from_encoded_point(_CURVE[kem_id], enc)
-            dh = private_key.exchange(ec.ECDH(), peer)
-    except (ValueError, TypeError) as cause:
-        raise DecryptionFailed() from cause
+def _shared_secret(kem_id: KemId, dh: bytes, enc: bytes, public_key: bytes) -> bytes:
+    """The rest of DHKEM Decap: ExtractAndExpand(dh, enc ‖ pkRm)."""
     if not any(dh):  # RFC 9180 §7.1.4; OpenSSL refuses it too, this does not rely on that
         raise DecryptionFailed()
     digest = _KEM_HASH[kem_id]
@@ -143,10 +130,20 @@ class RecipientContext:
 
 
 def setup_base_recipient(
-    chosen: Suite, enc: bytes, private_key: PrivateKey, public_key: bytes, info: bytes
+    chosen: Suite,
+    enc: bytes,
+    private_key: PrivateKey,
+    public_key: bytes,
+    info: bytes,
+    dh: bytes | None = None,
 ) -> RecipientContext:
-    """SetupBaseR(enc, skR, info) for ``chosen``; ``public_key`` is skR's serialised pkR."""
-    shared_secret = _shared_secret(chosen.kem_id, enc, private_key, public_key)
+    """SetupBaseR(enc, skR, info) for ``chosen``; ``public_key`` is skR's serialised pkR.
+
+    ``dh`` is :func:`diffie_hellman` of this ``enc`` and key when the caller computed it already
+    (elsewhere, off the event loop); by default it is computed here."""
+    if dh is None:
+        dh = diffie_hellman(chosen.kem_id, enc, private_key)
+    shared_secret = _shared_secret(chosen.kem_id, dh, enc, public_key)
     suite_id, schedule_context = _schedule_inputs(chosen, info)
     digest = HKDF_HASH[chosen.kdf_id]
     secret = _labeled_extract(digest, suite_id, shared_secret, b"secret", b"")

@@ -57,6 +57,7 @@ from gateway.protocol._stream import (
 )
 from gateway.protocol.keys import KeyConfig, KeyRing, SymmetricSuite
 from gateway.protocol.ohttp import (
+    Agreement,
     ClientResponseContext,
     HpkeSetup,
     RequestHeader,
@@ -162,15 +163,22 @@ class ChunkedRequestDecapsulator(_ChunkReceiver):
     def __init__(self, key_ring: KeyRing, *, max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE) -> None:
         super().__init__(max_chunk_size)
         self._key_ring = key_ring
+        self._agreed: Agreement | None = None
         self._setup: HpkeSetup | None = None
         self._done = False
         self._response_context: ServerResponseContext | None = None
 
+    def use_agreement(self, agreed: Agreement) -> None:
+        """Set up with ``agreed``, the key agreement computed elsewhere for this stream's ``enc``
+        (from :func:`ohttp.agreement_input` over its first bytes), before feeding them."""
+        self._agreed = agreed
+
     def _read_prefix(self, view: memoryview) -> int | None:
-        parsed = parse_prefix(self._key_ring, view, REQUEST_LABEL)
+        parsed = parse_prefix(self._key_ring, view, REQUEST_LABEL, self._agreed)
         if parsed is None:
             return None
         self._setup, end = parsed
+        self._agreed = None
         self._response_context = ServerResponseContext(self._setup)
         return end
 

@@ -175,7 +175,8 @@ def decode_key_configs(data: bytes) -> list[KeyConfig]:
 class GatewayKey:
     """A gateway private key skR with its public config. The private key never prints."""
 
-    __slots__ = ("_allowed", "_private_key", "config")
+    # __weakref__: the server's key-agreement child forgets a key when the worker drops it.
+    __slots__ = ("__weakref__", "_allowed", "_private_key", "config")
 
     def __init__(self, config: KeyConfig, private_key: KEMKeyInterface) -> None:
         self.config = config

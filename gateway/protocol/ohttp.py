@@ -38,6 +38,7 @@ from gateway.errors import (
     ResponseDecryptionFailed,
     SuiteNotAllowed,
 )
+from gateway.protocol._dh import diffie_hellman
 from gateway.protocol._hpke import (
     AEAD_TAG_LENGTH,
     EXPORT_ONLY_AEAD,
@@ -61,7 +62,7 @@ from gateway.protocol._hpke import (
     suite,
 )
 from gateway.protocol._recipient import setup_base_recipient
-from gateway.protocol.keys import KeyConfig, KeyRing, SymmetricSuite
+from gateway.protocol.keys import GatewayKey, KeyConfig, KeyRing, SymmetricSuite
 
 REQUEST_LABEL = b"message/bhttp request"
 RESPONSE_LABEL = b"message/bhttp response"
@@ -136,10 +137,36 @@ class HpkeSetup(NamedTuple):
         return cast(HpkeContext, self.context)
 
 
-def parse_prefix(key_ring: KeyRing, data: Bytes, label: bytes) -> tuple[HpkeSetup, int] | None:
-    """Read ``hdr ‖ enc`` and run SetupBaseR(enc, skR, info): the recipient setup and the offset
-    after ``enc``, or None while ``data`` is too short. Header and key errors as documented above;
-    DecryptionFailed if ``enc`` is unusable."""
+class Agreement(NamedTuple):
+    """DH(skR, pkE) for one request's ``enc``, computed ahead of its decapsulation (elsewhere)."""
+
+    enc: bytes
+    dh: bytes
+
+    def __repr__(self) -> str:
+        return "Agreement(<redacted>)"
+
+
+class AgreementInput(NamedTuple):
+    """What the key agreement of a request needs: the gateway key its header names, and ``enc``."""
+
+    key: GatewayKey
+    enc: bytes
+
+    def agree(self) -> Agreement:
+        """The agreement, computed here (:func:`diffie_hellman`; DecryptionFailed for a bad
+        ``enc``)."""
+        return Agreement(
+            self.enc, diffie_hellman(self.key.kem_id, self.enc, self.key.private_key.raw)
+        )
+
+    def __repr__(self) -> str:
+        return f"AgreementInput(key_id={self.key.key_id})"
+
+
+def _read_prefix(
+    key_ring: KeyRing, data: Bytes, label: bytes
+) -> tuple[RequestHeader, Suite, bytes, GatewayKey, bytes, int] | None:
     if len(data) < RequestHeader.SIZE:
         return None
     header, chosen, info = _plan(bytes(data[: RequestHeader.SIZE]), label)
@@ -149,16 +176,44 @@ def parse_prefix(key_ring: KeyRing, data: Bytes, label: bytes) -> tuple[HpkeSetu
     end = RequestHeader.SIZE + chosen.n_enc
     if len(data) < end:
         return None
-    enc = bytes(data[RequestHeader.SIZE : end])
-    context = setup_base_recipient(chosen, enc, key.private_key.raw, key.config.public_key, info)
+    return header, chosen, info, key, bytes(data[RequestHeader.SIZE : end]), end
+
+
+def agreement_input(key_ring: KeyRing, data: Bytes, label: bytes) -> AgreementInput | None:
+    """The key and ``enc`` that the request starting with ``data`` agrees on, or None while
+    ``data`` is too short. Header and key errors as documented above."""
+    prefix = _read_prefix(key_ring, data, label)
+    return None if prefix is None else AgreementInput(prefix[3], prefix[4])
+
+
+def parse_prefix(
+    key_ring: KeyRing, data: Bytes, label: bytes, agreed: Agreement | None = None
+) -> tuple[HpkeSetup, int] | None:
+    """Read ``hdr ‖ enc`` and run SetupBaseR(enc, skR, info): the recipient setup and the offset
+    after ``enc``, or None while ``data`` is too short. Header and key errors as documented above;
+    DecryptionFailed if ``enc`` is unusable. ``agreed``, if given, is this request's key
+    agreement, computed elsewhere; ConfigError if it was computed for another ``enc``."""
+    prefix = _read_prefix(key_ring, data, label)
+    if prefix is None:
+        return None
+    header, chosen, info, key, enc, end = prefix
+    dh = None
+    if agreed is not None:
+        if agreed.enc != enc:
+            raise ConfigError("key agreement computed for another request")
+        dh = agreed.dh
+    context = setup_base_recipient(
+        chosen, enc, key.private_key.raw, key.config.public_key, info, dh
+    )
     return HpkeSetup(header, enc, chosen, context), end
 
 
 def decapsulate_request(
-    key_ring: KeyRing, encapsulated_request: Bytes
+    key_ring: KeyRing, encapsulated_request: Bytes, agreed: Agreement | None = None
 ) -> tuple[bytes, ServerResponseContext]:
-    """The request plaintext and the one-shot context for its response."""
-    parsed = parse_prefix(key_ring, encapsulated_request, REQUEST_LABEL)
+    """The request plaintext and the one-shot context for its response. ``agreed``: as for
+    :func:`parse_prefix`."""
+    parsed = parse_prefix(key_ring, encapsulated_request, REQUEST_LABEL, agreed)
     if parsed is None:
         RequestHeader.decode(encapsulated_request)  # the header's own error, if it has one
         raise MalformedRequestHeader("encapsulated key truncated")

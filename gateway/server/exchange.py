@@ -73,7 +73,7 @@ class Gateway:
             self.settings.body_min_rate,
             self.settings.body_rate_grace,
         )
-        self.key_agreement = KeyAgreementPool()
+        self.key_agreement = KeyAgreementPool(process=self.settings.key_agreement == "process")
         self.bhttp_limits = Limits(
             max_field_section_size=self.settings.max_header_bytes,
             max_content_length=self.settings.max_body_bytes,

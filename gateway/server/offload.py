@@ -1,39 +1,52 @@
 """Key agreement off the event loop, for the KEM where that pays.
 
-A P-384 ECDH costs about 0.5 ms on this class of machine (OpenSSL through cryptography), and the
-event loop serves nobody while it runs. cryptography releases the GIL during the exchange, so a
-small thread pool lets the loop go on reading, forwarding and answering other requests, and lets a
-second core do the arithmetic (bench/offload_bench.py shows both). X25519 and P-256 cost about
-45 µs, roughly what a thread handoff costs the loop, so they stay inline; so does bulk AEAD work,
-for which cryptography keeps the GIL (two threads opening 25 MiB each took longer than one thread
-opening both).
+A P-384 ECDH costs about 0.4 ms on this class of machine (OpenSSL through cryptography), and the
+event loop serves nobody while it runs. X25519 and P-256 cost about 45 µs, roughly what any
+handoff costs the loop, so they stay inline in the decapsulation; so does bulk AEAD work.
+
+The decapsulation runs in two phases for P-384 (``ohttp.agreement_input`` → DH elsewhere →
+``ohttp.decapsulate_request(..., agreed)``): only the DH(skR, pkE) leaves the loop. Where it goes:
+
+* the worker's key-agreement child process (:mod:`gateway.server.agreement_process`), by
+  default: it has its own GIL. In ``python -m bench.gateway_bench``, one worker served 1.25x the
+  P-384 requests per second with it than with threads (1.16x to 1.36x over three interleaved
+  rounds), 0.71 of the plain proxy against 0.42 before the change;
+* a small thread pool: cryptography releases the GIL during the exchange, but the thread's own
+  Python and the loop still take turns on it. The pool serves while the child starts, whenever it
+  is gone or its socket is full, and always with ``--key-agreement thread``.
 
 :class:`KeyAgreementPool` decides per request, from the key id in the first byte of an
-Encapsulated Request, and runs the sans-I/O decapsulation call either inline or in a thread.
-The call is the same either way: the protocol core does not know which thread runs it.
+Encapsulated Request.
 
 The threads take jobs from a queue and hand results back with ``call_soon_threadsafe``, rather
 than through ``run_in_executor``: its chained concurrent and asyncio futures cost the event loop
-30 to 80 µs more per request in an A/B of the two (a loop busy 450 µs per request, 32 in flight),
-and the loop, holding the GIL, is what bounds a P-384 worker (bench/offload_bench.py measures the
-loop thread's share).
+30 to 80 µs more per request in an A/B of the two (a loop busy 450 µs per request, 32 in flight).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from gateway.protocol import ohttp
+from gateway.protocol._hpke import Bytes
 from gateway.protocol.keys import KemId, KeyRing
+from gateway.protocol.ohttp import Agreement, AgreementInput
+from gateway.server.agreement_process import AgreementProcess, AgreementProcessGone
+from gateway.server.logs import log_event
 
 T = TypeVar("T")
 OFFLOADED_KEMS = frozenset({KemId.P384_SHA384})
 MAX_THREADS = 4
+RESPAWN_AFTER = 10.0
+"""Seconds before a key-agreement child that ended is started again (threads serve meanwhile)."""
 
 _Job = tuple[
     asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[object, ...]
@@ -70,9 +83,14 @@ def _serve(jobs: queue.SimpleQueue[_Job | None]) -> None:
 
 
 class KeyAgreementPool:
-    """The threads that run expensive key agreements; ``close`` at shutdown."""
+    """Where expensive key agreements run: a child process, or threads; ``close`` at shutdown.
 
-    def __init__(self, threads: int | None = None) -> None:
+    The child (:mod:`gateway.server.agreement_process`) starts at the first expensive request and
+    takes the agreements once it reports ready. Until then, and whenever it is gone, the threads
+    compute them; a dead child is started again after :data:`RESPAWN_AFTER` seconds.
+    """
+
+    def __init__(self, threads: int | None = None, *, process: bool = True) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(
@@ -82,25 +100,80 @@ class KeyAgreementPool:
         ]
         for thread in self._threads:
             thread.start()
+        self._use_process = process
+        self._process: AgreementProcess | None = None
+        self._spawn_at = 0.0
 
     @staticmethod
     def wanted(ring: KeyRing, first_byte: int | None) -> bool:
-        """Whether a request whose key id is ``first_byte`` should be opened in a thread."""
+        """Whether a request whose key id is ``first_byte`` should agree away from the loop."""
         if first_byte is None:
             return False
         key = ring.find(first_byte)
         return key is not None and key.kem_id in OFFLOADED_KEMS
 
-    async def run(self, offload: bool, call: Callable[..., T], *args: object) -> T:
-        """``call(*args)``, in a pool thread when ``offload`` else right here."""
-        if not offload:
-            return call(*args)
+    async def agreement(self, ring: KeyRing, data: Bytes, label: bytes) -> Agreement | None:
+        """The key agreement of the request that starts with ``data``, computed away from the
+        loop; None when its KEM is cheap (the decapsulation then agrees inline) or ``data`` is
+        too short. Header and key errors as ``ohttp.agreement_input`` raises them."""
+        if not self.wanted(ring, data[0] if data else None):
+            return None
+        found = ohttp.agreement_input(ring, data, label)
+        return None if found is None else await self.agree(found)
+
+    async def agree(self, found: AgreementInput) -> Agreement:
+        """``found.agree()``, in the child process when it is ready, else in a thread."""
+        process = self._ready_process()
+        if process is not None:
+            with contextlib.suppress(AgreementProcessGone):
+                return Agreement(found.enc, await process.agree(found.key, found.enc))
+        return await self._in_thread(found.agree)
+
+    async def start_process(self, timeout: float = 10.0) -> bool:
+        """Start the child now and wait until it is ready (or ``timeout``): whether it is."""
+        self._ready_process()
+        deadline = time.monotonic() + timeout
+        while (process := self._process) is not None and not process.ready:
+            if not process.alive or time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return process is not None
+
+    @property
+    def process_pid(self) -> int | None:
+        """The child's pid while it is alive (tests and operators' debugging)."""
+        process = self._process
+        return process.pid if process is not None and process.alive else None
+
+    def _ready_process(self) -> AgreementProcess | None:
+        process = self._process
+        if process is not None:
+            if process.alive:
+                return process if process.ready else None
+            process.close()
+            self._process = None
+            self._spawn_at = time.monotonic() + RESPAWN_AFTER
+            log_event("key_agreement_process_exited", logging.WARNING, code=process.exit_code)
+        if not self._use_process or time.monotonic() < self._spawn_at:
+            return None
+        try:
+            self._process = AgreementProcess(asyncio.get_running_loop())
+        except OSError as error:
+            self._spawn_at = time.monotonic() + RESPAWN_AFTER
+            log_event("key_agreement_process_failed", logging.WARNING, error=type(error).__name__)
+        return None
+
+    async def _in_thread(self, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop, future, call, args))
+        self._jobs.put((loop, future, call, ()))
         return await future
 
     def close(self) -> None:
-        """Let the threads finish the jobs they hold and end (they are daemons: never awaited)."""
+        """Stop the child; let the threads finish the jobs they hold and end (they are daemons:
+        never awaited)."""
+        if self._process is not None:
+            self._process.close()
+            self._process = None
         for _ in self._threads:
             self._jobs.put(None)

@@ -26,6 +26,9 @@ from gateway.errors import BhttpError, BodyTimeout, GatewayError, Phase
 from gateway.protocol import bhttp, ohttp
 from gateway.protocol.azure_profile import AzureResponseEncapsulator
 from gateway.protocol.chunked import (
+    REQUEST_LABEL as CHUNKED_REQUEST_LABEL,
+)
+from gateway.protocol.chunked import (
     ChunkedRequestDecapsulator,
     ChunkedResponseEncapsulator,
 )
@@ -77,9 +80,9 @@ async def _forward(
 async def _decapsulate(
     gw: Gateway, ring: KeyRing, body: bytes | bytearray
 ) -> tuple[bytes, ohttp.ServerResponseContext]:
-    offload = gw.key_agreement.wanted(ring, body[0] if body else None)
     with gw.metrics.phase("decapsulate"):
-        return await gw.key_agreement.run(offload, ohttp.decapsulate_request, ring, body)
+        agreed = await gw.key_agreement.agreement(ring, body, ohttp.REQUEST_LABEL)
+        return ohttp.decapsulate_request(ring, body, agreed)
 
 
 async def _open_plain(
@@ -200,6 +203,7 @@ class ChunkedInbound:
         self._ring = ring
         self._key_agreement = gw.key_agreement
         self._offload: bool | None = None  # decided by the key id, the stream's first byte
+        self._prefix = bytearray()  # hdr ‖ enc, collected for an agreement away from the loop
         self._decoder = bhttp.RequestDecoder(gw.bhttp_limits)
         self._events: list[bhttp.Event] = []
         self._chunks = chunks
@@ -216,13 +220,17 @@ class ChunkedInbound:
             self._events.extend(self._decoder.finish())
             return
         self._result.received += len(data)
-        if self.decapsulator.enc is None:  # the HPKE setup happens in this feed
+        if self.decapsulator.enc is None:  # the HPKE setup happens once hdr ‖ enc are in
             if self._offload is None:
                 self._offload = self._key_agreement.wanted(self._ring, data[0])
-            feed = self.decapsulator.feed
-            self._open(await self._key_agreement.run(self._offload, feed, data))
-        else:
-            self._open(self.decapsulator.feed(data))
+            if self._offload:
+                self._prefix += data
+                found = ohttp.agreement_input(self._ring, self._prefix, CHUNKED_REQUEST_LABEL)
+                if found is None:
+                    return
+                self.decapsulator.use_agreement(await self._key_agreement.agree(found))
+                data, self._prefix = bytes(self._prefix), bytearray()
+        self._open(self.decapsulator.feed(data))
 
     def _open(self, plaintexts: list[bytes]) -> None:
         for plaintext in plaintexts:

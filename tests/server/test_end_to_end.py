@@ -71,6 +71,29 @@ def test_every_suite_plain_and_chunked(gateway: GatewayProcess, double: Upstream
     run(body())
 
 
+def test_chunked_requests_whose_hdr_and_enc_arrive_in_pieces(gateway: GatewayProcess) -> None:
+    """The gateway collects hdr ‖ enc before the key agreement (which P-384 runs in the
+    key-agreement child): 9-byte pieces 10 ms apart still open, for every KEM."""
+
+    async def body() -> None:
+        async with aiohttp.ClientSession() as session:
+            for config in await key_configs(session, gateway.url):
+                request = inner_request(content=b"y" * 300)
+                answer = await post_chunked(
+                    session,
+                    gateway.url + "/gateway",
+                    config,
+                    config.suites[0],
+                    request,
+                    split_first=9,
+                )
+                assert answer.status == 200
+                assert answer.inner is not None
+                assert json.loads(answer.inner.content)["received"] == 300
+
+    run(body())
+
+
 def test_forwarding_fixes_destination_and_strips_headers(
     gateway: GatewayProcess, double: UpstreamDouble
 ) -> None:

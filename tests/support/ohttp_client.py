@@ -7,6 +7,7 @@ arrival times) for tests to assert on the wire behaviour.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from collections.abc import AsyncIterable, Sequence
@@ -111,12 +112,18 @@ async def _chunked_body(
     encapsulator: ChunkedRequestEncapsulator,
     request: bhttp.Request,
     pieces: AsyncIterable[bytes] | None,
+    split_first: int | None = None,
 ) -> AsyncIterable[bytes]:
     encoder = bhttp.RequestEncoder()
     head = encoder.head(
         request.method, request.scheme, request.authority, request.path, request.headers
     )
-    yield encapsulator.start() + encapsulator.encapsulate_chunk(head)
+    first = encapsulator.start() + encapsulator.encapsulate_chunk(head)
+    step = split_first or len(first)
+    for start in range(0, len(first), step):
+        if start:
+            await asyncio.sleep(0.01)  # separate writes, so the gateway reads separate pieces
+        yield first[start : start + step]
     if pieces is None:
         if request.content:
             yield encapsulator.encapsulate_chunk(encoder.body(request.content))
@@ -133,13 +140,16 @@ async def post_chunked(
     suite: SymmetricSuite,
     request: bhttp.Request,
     pieces: AsyncIterable[bytes] | None = None,
+    *,
+    split_first: int | None = None,
 ) -> Answer:
-    """Chunked OHTTP: the request streams up, the response is decrypted chunk by chunk."""
+    """Chunked OHTTP: the request streams up, the response is decrypted chunk by chunk.
+    ``split_first``: send the stream's first bytes (hdr, enc, the head) in pieces this long."""
     encapsulator = ChunkedRequestEncapsulator(config, suite)
     decapsulator = encapsulator.response_decapsulator()
     outer = {"content-type": "message/ohttp-chunked-req", "incremental": "?1"}
     started = time.monotonic()
-    body = _chunked_body(encapsulator, request, pieces)
+    body = _chunked_body(encapsulator, request, pieces, split_first)
     async with session.post(url, data=body, headers=outer) as response:
         answer = Answer(response.status, _headers(response))
         if answer.headers.get("content-type") != "message/ohttp-chunked-res":

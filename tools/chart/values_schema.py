@@ -120,6 +120,7 @@ GATEWAY = obj(
         "port": PORT,
         "metricsPort": PORT,
         "workers": integer(1, 64),
+        "keyAgreement": string(enum=["process", "thread"]),
         "logLevel": string(enum=["debug", "info", "warning", "error"]),
         "allowedPaths": array(string(pattern=r"^/[^\s,]*$")),
         "limits": obj(

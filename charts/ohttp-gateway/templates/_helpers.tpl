@@ -145,6 +145,8 @@ Render-time guards: configurations that must never reach a cluster.
   value: {{ int64 $gw.limits.bodyMinRate | quote }}
 - name: OHTTP_GATEWAY_BODY_RATE_GRACE
   value: {{ $gw.limits.bodyRateGrace | quote }}
+- name: OHTTP_GATEWAY_KEY_AGREEMENT
+  value: {{ $gw.keyAgreement | quote }}
 - name: OHTTP_GATEWAY_LOG_LEVEL
   value: {{ $gw.logLevel | quote }}
 - name: OHTTP_GATEWAY_DEV
