@@ -416,3 +416,32 @@ def test_a_served_gateway_runs_its_child_only_when_told_and_ends_it_on_sigterm(
     finally:
         if gateway.alive():
             gateway.terminate()
+
+
+@pytest.mark.parametrize(
+    ("executable", "event"),
+    [
+        ("/nonexistent/python", "key_agreement_process_failed"),  # cannot be started at all
+        ("/bin/false", "key_agreement_process_exited"),  # starts, ends before it is ready
+    ],
+)
+def test_a_child_that_cannot_run_leaves_the_threads_serving(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, executable: str, event: str
+) -> None:
+    monkeypatch.setattr(sys, "executable", executable)
+    pool = KeyAgreementPool(1)
+
+    async def scenario() -> None:
+        assert not await pool.start_process(timeout=5)
+        for n in range(3):
+            body = ohttp.encapsulate_request(P384_KEY.config, P384_KEY.suites[0], b"%d" % n)[0]
+            agreed = await pool.agreement(RING, body, ohttp.REQUEST_LABEL)
+            assert ohttp.decapsulate_request(RING, body, agreed)[0] == b"%d" % n
+        assert pool.process_pid is None
+
+    with caplog.at_level(logging.WARNING, logger="gateway"):
+        try:
+            asyncio.run(scenario())
+        finally:
+            pool.close()
+    assert event in caplog.text
