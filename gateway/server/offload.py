@@ -8,9 +8,9 @@ The decapsulation runs in two phases for P-384 (``ohttp.agreement_input`` → DH
 ``ohttp.decapsulate_request(..., agreed)``): only the DH(skR, pkE) leaves the loop. Where it goes:
 
 * the worker's key-agreement child process (:mod:`gateway.server.agreement_process`), by
-  default: it has its own GIL. In ``python -m bench.gateway_bench``, one worker served 1.25x the
-  P-384 requests per second with it than with threads (1.16x to 1.36x over three interleaved
-  rounds), 0.71 of the plain proxy against 0.42 before the change;
+  default: it has its own GIL. In ``python -m bench.gateway_bench``, one worker served 1.33x the
+  P-384 requests per second with it than with threads (median of 5 interleaved rounds, 1.31x to
+  1.41x), 0.66 of the plain proxy against 0.42 before the change;
 * a small thread pool: cryptography releases the GIL during the exchange, but the thread's own
   Python and the loop still take turns on it. The pool serves while the child starts, whenever it
   is gone or its socket is full, and always with ``--key-agreement thread``.
