@@ -73,7 +73,11 @@ class Gateway:
             self.settings.body_min_rate,
             self.settings.body_rate_grace,
         )
-        self.key_agreement = KeyAgreementPool(process=self.settings.key_agreement == "process")
+        child_failures = self.metrics.key_agreement_child_failures
+        self.key_agreement = KeyAgreementPool(
+            process=self.settings.key_agreement == "process",
+            on_child_failure=lambda reason: child_failures.labels(reason).inc(),
+        )
         self.bhttp_limits = Limits(
             max_field_section_size=self.settings.max_header_bytes,
             max_content_length=self.settings.max_body_bytes,

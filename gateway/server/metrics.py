@@ -167,6 +167,12 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.key_agreement_child_failures = Counter(
+            "ohttp_gateway_key_agreement_child_failures_total",
+            "Key-agreement child processes that ended or could not start; threads served.",
+            ["reason"],
+            registry=r,
+        )
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         self._key_ids: set[str] = set()
 

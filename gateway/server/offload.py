@@ -90,7 +90,13 @@ class KeyAgreementPool:
     compute them; a dead child is started again after :data:`RESPAWN_AFTER` seconds.
     """
 
-    def __init__(self, threads: int | None = None, *, process: bool = True) -> None:
+    def __init__(
+        self,
+        threads: int | None = None,
+        *,
+        process: bool = True,
+        on_child_failure: Callable[[str], None] | None = None,
+    ) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(
@@ -101,6 +107,8 @@ class KeyAgreementPool:
         for thread in self._threads:
             thread.start()
         self._use_process = process
+        # Told "exited" or "start_failed" (the metrics count them; an alert watches the rate).
+        self._on_child_failure = on_child_failure
         self._process: AgreementProcess | None = None
         self._spawn_at = 0.0
 
@@ -154,6 +162,7 @@ class KeyAgreementPool:
             self._process = None
             self._spawn_at = time.monotonic() + RESPAWN_AFTER
             log_event("key_agreement_process_exited", logging.WARNING, code=process.exit_code)
+            self._child_failed("exited")
         if not self._use_process or time.monotonic() < self._spawn_at:
             return None
         try:
@@ -161,7 +170,12 @@ class KeyAgreementPool:
         except OSError as error:
             self._spawn_at = time.monotonic() + RESPAWN_AFTER
             log_event("key_agreement_process_failed", logging.WARNING, error=type(error).__name__)
+            self._child_failed("start_failed")
         return None
+
+    def _child_failed(self, reason: str) -> None:
+        if self._on_child_failure is not None:
+            self._on_child_failure(reason)
 
     async def _in_thread(self, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -88,7 +88,7 @@ def test_promtool_check_rules(rule_docs: list[dict[str, Any]], tmp_path: Path) -
     directory = write_rules(tmp_path, rule_docs)
     code, output = promtool("check", "rules", str(directory / "rules.yaml"))
     assert code == 0, output
-    assert "SUCCESS: 8 rules found" in output
+    assert "SUCCESS: 9 rules found" in output
 
 
 def test_promtool_unit_tests_pass(rule_docs: list[dict[str, Any]], tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_every_alert_has_a_firing_and_a_quiet_case(rule_docs: list[dict[str, Any
         "OhttpGatewayAttestationFailing", "OhttpGatewayAttestationTokenExpiring",
         "OhttpGatewayKeyNearExpiry", "OhttpGatewayDecapsulationErrors",
         "OhttpGatewayUpstreamErrors", "OhttpGatewayHighLatency", "OhttpGatewayNotReady",
-        "OhttpGatewayDevModeRunning",
+        "OhttpGatewayDevModeRunning", "OhttpGatewayKeyAgreementChildFailing",
     }  # fmt: skip
     assert alert_names(rule_docs) == wanted
     cases = yaml.safe_load(ALERTS_TEST.read_text())["tests"]

@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -419,17 +420,24 @@ def test_a_served_gateway_runs_its_child_only_when_told_and_ends_it_on_sigterm(
 
 
 @pytest.mark.parametrize(
-    ("executable", "event"),
+    ("executable", "event", "reason"),
     [
-        ("/nonexistent/python", "key_agreement_process_failed"),  # cannot be started at all
-        ("/bin/false", "key_agreement_process_exited"),  # starts, ends before it is ready
+        # cannot be started at all
+        ("/nonexistent/python", "key_agreement_process_failed", "start_failed"),
+        # starts, and ends before it is ready
+        ("/bin/false", "key_agreement_process_exited", "exited"),
     ],
 )
 def test_a_child_that_cannot_run_leaves_the_threads_serving(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, executable: str, event: str
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    executable: str,
+    event: str,
+    reason: str,
 ) -> None:
     monkeypatch.setattr(sys, "executable", executable)
-    pool = KeyAgreementPool(1)
+    failures: list[str] = []
+    pool = KeyAgreementPool(1, on_child_failure=failures.append)
 
     async def scenario() -> None:
         assert not await pool.start_process(timeout=5)
@@ -445,3 +453,29 @@ def test_a_child_that_cannot_run_leaves_the_threads_serving(
         finally:
             pool.close()
     assert event in caplog.text
+    assert failures == [reason]  # counted once: the next start waits RESPAWN_AFTER
+
+
+def test_a_served_gateway_counts_a_dead_child_and_keeps_serving(
+    double: UpstreamDouble, tmp_path: Path
+) -> None:
+    gateway = GatewayProcess(double.url, tmp_path / "gateway.log").start()
+    try:
+        assert gateway.process is not None
+        children: list[int] = []
+        deadline = time.monotonic() + 15
+        while not children and time.monotonic() < deadline:
+            _serve_p384_requests(gateway, 5)
+            children = _agreement_children(gateway.process.pid)
+        (child,) = children
+        os.kill(child, signal.SIGKILL)  # the gateway's own child, found by its parent's pid
+        _serve_p384_requests(gateway, 10)  # answered, in threads
+        with urllib.request.urlopen(gateway.metrics_url, timeout=10) as response:  # noqa: S310
+            scrape = response.read().decode()
+        line = 'ohttp_gateway_key_agreement_child_failures_total{reason="exited"} 1.0'
+        assert line in scrape
+        assert "key_agreement_process_exited" in gateway.logs()
+        assert gateway.terminate() == 0
+    finally:
+        if gateway.alive():
+            gateway.terminate()
