@@ -19,6 +19,7 @@ import textwrap
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -110,11 +111,22 @@ def test_no_secret_on_the_childs_command_line_or_environment(
     asyncio.run(scenario())
 
 
+@pytest.fixture(scope="module")
+def fuzz_child() -> Iterator[tuple[asyncio.AbstractEventLoop, AgreementProcess]]:
+    """One child for every fuzz example: its own loop, kept across examples."""
+    loop = asyncio.new_event_loop()
+    child = loop.run_until_complete(_ready_child())
+    yield loop, child
+    child.close()
+    loop.close()
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(min_size=0, max_size=160), st.sampled_from(["p384", "x25519"]))
 def test_fuzzed_enc_values_get_the_workers_answer_and_the_child_lives(
-    enc: bytes, which: str
+    fuzz_child: tuple[asyncio.AbstractEventLoop, AgreementProcess], enc: bytes, which: str
 ) -> None:
+    loop, child = fuzz_child
     key = P384_KEY if which == "p384" else X25519_KEY
     try:
         expected: bytes | None = diffie_hellman(key.kem_id, enc, key.private_key.raw)
@@ -124,23 +136,12 @@ def test_fuzzed_enc_values_get_the_workers_answer_and_the_child_lives(
     async def scenario() -> None:
         if expected is None:
             with pytest.raises(DecryptionFailed):
-                await _FUZZ_CHILD.agree(key, enc)
+                await child.agree(key, enc)
         else:
-            assert await _FUZZ_CHILD.agree(key, enc) == expected
-        assert _FUZZ_CHILD.alive
+            assert await child.agree(key, enc) == expected
+        assert child.alive
 
-    _FUZZ_LOOP.run_until_complete(scenario())
-
-
-_FUZZ_LOOP = asyncio.new_event_loop()
-_FUZZ_CHILD = _FUZZ_LOOP.run_until_complete(_ready_child())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_fuzz_child() -> object:
-    yield
-    _FUZZ_CHILD.close()
-    _FUZZ_LOOP.close()
+    loop.run_until_complete(scenario())
 
 
 def test_more_keys_than_the_child_holds_are_forgotten_and_sent_again() -> None:
