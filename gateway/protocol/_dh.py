@@ -22,10 +22,6 @@ _CURVES: dict[int, tuple[ec.EllipticCurve, int]] = {
 PrivateKey = x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
-def _curve(kem_id: int) -> ec.EllipticCurve:
-    return _CURVES[kem_id][0]
-
-
 def diffie_hellman(kem_id: int, enc: bytes, private_key: PrivateKey) -> bytes:
     """DH(skR, pkE) of DHKEM Decap (RFC 9180 §4.1), the one expensive step of a recipient setup.
 
@@ -39,7 +35,7 @@ def diffie_hellman(kem_id: int, enc: bytes, private_key: PrivateKey) -> bytes:
         else:
             if enc[:1] != b"\x04":  # SerializePublicKey is the uncompressed form only
                 raise DecryptionFailed()
-            peer = ec.EllipticCurvePublicKey.from_encoded_point(_curve(kem_id), enc)
+            peer = ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[kem_id][0], enc)
             dh = private_key.exchange(ec.ECDH(), peer)
     except (ValueError, TypeError) as cause:
         raise DecryptionFailed() from cause

@@ -164,9 +164,16 @@ class AgreementInput(NamedTuple):
         return f"AgreementInput(key_id={self.key.key_id})"
 
 
-def _read_prefix(
-    key_ring: KeyRing, data: Bytes, label: bytes
-) -> tuple[RequestHeader, Suite, bytes, GatewayKey, bytes, int] | None:
+class _Prefix(NamedTuple):
+    header: RequestHeader
+    suite: Suite
+    info: bytes
+    key: GatewayKey
+    enc: bytes
+    end: int  # the offset after enc
+
+
+def _read_prefix(key_ring: KeyRing, data: Bytes, label: bytes) -> _Prefix | None:
     if len(data) < RequestHeader.SIZE:
         return None
     header, chosen, info = _plan(bytes(data[: RequestHeader.SIZE]), label)
@@ -176,14 +183,14 @@ def _read_prefix(
     end = RequestHeader.SIZE + chosen.n_enc
     if len(data) < end:
         return None
-    return header, chosen, info, key, bytes(data[RequestHeader.SIZE : end]), end
+    return _Prefix(header, chosen, info, key, bytes(data[RequestHeader.SIZE : end]), end)
 
 
 def agreement_input(key_ring: KeyRing, data: Bytes, label: bytes) -> AgreementInput | None:
     """The key and ``enc`` that the request starting with ``data`` agrees on, or None while
     ``data`` is too short. Header and key errors as documented above."""
     prefix = _read_prefix(key_ring, data, label)
-    return None if prefix is None else AgreementInput(prefix[3], prefix[4])
+    return None if prefix is None else AgreementInput(prefix.key, prefix.enc)
 
 
 def parse_prefix(

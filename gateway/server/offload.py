@@ -48,9 +48,7 @@ MAX_THREADS = 4
 RESPAWN_AFTER = 10.0
 """Seconds before a key-agreement child that ended is started again (threads serve meanwhile)."""
 
-_Job = tuple[
-    asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[object, ...]
-]
+_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
 
 
 def default_threads() -> int:
@@ -69,11 +67,11 @@ def _settle(future: asyncio.Future[Any], result: object, error: BaseException | 
 
 def _serve(jobs: queue.SimpleQueue[_Job | None]) -> None:
     while (job := jobs.get()) is not None:
-        loop, future, call, args = job
+        loop, future, call = job
         result: object = None
         error: BaseException | None = None
         try:
-            result = call(*args)
+            result = call()
         except Exception as raised:  # noqa: BLE001 - handed to the awaiting request as it is
             error = raised
         # RuntimeError: the loop closed meanwhile (shutdown), and nobody waits for this result.
@@ -180,7 +178,7 @@ class KeyAgreementPool:
     async def _in_thread(self, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop, future, call, ()))
+        self._jobs.put((loop, future, call))
         return await future
 
     def close(self) -> None:

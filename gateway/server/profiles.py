@@ -25,9 +25,7 @@ from starlette.types import Receive, Send
 from gateway.errors import BhttpError, BodyTimeout, GatewayError, Phase
 from gateway.protocol import bhttp, ohttp
 from gateway.protocol.azure_profile import AzureResponseEncapsulator
-from gateway.protocol.chunked import (
-    REQUEST_LABEL as CHUNKED_REQUEST_LABEL,
-)
+from gateway.protocol.chunked import REQUEST_LABEL as CHUNKED_REQUEST_LABEL
 from gateway.protocol.chunked import (
     ChunkedRequestDecapsulator,
     ChunkedResponseEncapsulator,
