@@ -32,7 +32,7 @@ from gateway.protocol import ohttp
 from gateway.protocol._dh import deserialize_private_key, diffie_hellman, serialize_private_key
 from gateway.protocol.keys import AeadId, GatewayKey, KdfId, KemId, SymmetricSuite
 from gateway.server import agreement_child, offload
-from gateway.server.agreement_child import AGREE, AGREE_HEAD
+from gateway.server.agreement_child import AGREE, AGREE_HEAD, FORGET, LOAD, LOAD_HEAD
 from gateway.server.agreement_process import MAX_KEYS, AgreementProcess, AgreementProcessGone
 from gateway.server.keysource import dev_key_ring
 from gateway.server.offload import KeyAgreementPool
@@ -210,11 +210,23 @@ def test_a_cancelled_agreement_leaves_the_child_serving() -> None:
     asyncio.run(scenario())
 
 
-def test_a_message_out_of_protocol_ends_the_child_and_its_jobs_fail_over() -> None:
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"Z",  # an unknown kind
+        AGREE + b"\x00",  # truncated
+        LOAD + LOAD_HEAD.pack(7, KemId.P384_SHA384) + bytes(48),  # a zero scalar: no key
+        FORGET,  # truncated
+    ],
+    ids=["unknown", "short-agree", "bad-key", "short-forget"],
+)
+def test_a_message_out_of_protocol_ends_the_child_and_its_jobs_fail_over(
+    message: bytes, capfd: pytest.CaptureFixture[str]
+) -> None:
     async def scenario() -> None:
         child = await _ready_child()
         os.kill(child.pid, signal.SIGSTOP)
-        child._send(b"Z")  # the child reads this before the job below, and exits
+        child._send(message)  # the child reads this before the job below, and exits
         waiting = asyncio.ensure_future(child.agree(P384_KEY, _enc(P384_KEY)))
         await asyncio.sleep(0.01)
         os.kill(child.pid, signal.SIGCONT)
@@ -227,6 +239,9 @@ def test_a_message_out_of_protocol_ends_the_child_and_its_jobs_fail_over() -> No
         assert child.exit_code not in (0, None)
 
     asyncio.run(scenario())
+    error = capfd.readouterr().err
+    assert "key-agreement child: " in error  # one line from the child, not a traceback
+    assert "Traceback" not in error
 
 
 def test_serve_refuses_unknown_messages_and_ends_on_eof() -> None:
@@ -394,6 +409,18 @@ def _serve_p384_requests(gateway: GatewayProcess, count: int) -> None:
     run(send())
 
 
+def _children_while_serving(gateway: GatewayProcess, *, wait: bool) -> list[int]:
+    """Serve P-384 requests (threads answer until the child is ready), then the gateway's
+    key-agreement children; with ``wait``, until there is one (15 s at most)."""
+    assert gateway.process is not None
+    deadline = time.monotonic() + 15
+    while True:
+        _serve_p384_requests(gateway, 5)
+        children = _agreement_children(gateway.process.pid)
+        if children or not wait or time.monotonic() > deadline:
+            return children
+
+
 @pytest.mark.parametrize("place", ["process", "thread"])
 def test_a_served_gateway_runs_its_child_only_when_told_and_ends_it_on_sigterm(
     double: UpstreamDouble, tmp_path: Path, place: str
@@ -402,13 +429,7 @@ def test_a_served_gateway_runs_its_child_only_when_told_and_ends_it_on_sigterm(
     try:
         assert gateway.process is not None
         assert _agreement_children(gateway.process.pid) == []  # none before a P-384 request
-        children: list[int] = []
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            _serve_p384_requests(gateway, 5)  # threads answer until the child is ready
-            children = _agreement_children(gateway.process.pid)
-            if children or place == "thread":
-                break
+        children = _children_while_serving(gateway, wait=place == "process")
         assert len(children) == (1 if place == "process" else 0)
         _serve_p384_requests(gateway, 5)
         assert gateway.terminate() == 0
@@ -463,12 +484,7 @@ def test_a_served_gateway_counts_a_dead_child_and_keeps_serving(
     gateway = GatewayProcess(double.url, tmp_path / "gateway.log").start()
     try:
         assert gateway.process is not None
-        children: list[int] = []
-        deadline = time.monotonic() + 15
-        while not children and time.monotonic() < deadline:
-            _serve_p384_requests(gateway, 5)
-            children = _agreement_children(gateway.process.pid)
-        (child,) = children
+        (child,) = _children_while_serving(gateway, wait=True)
         os.kill(child, signal.SIGKILL)  # the gateway's own child, found by its parent's pid
         _serve_p384_requests(gateway, 10)  # answered, in threads
         with urllib.request.urlopen(gateway.metrics_url, timeout=10) as response:  # noqa: S310
