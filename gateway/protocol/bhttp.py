@@ -7,7 +7,8 @@ raises :class:`~gateway.errors.BhttpError`, a configured :class:`Limits` bound
 of any HTTP server.
 
 The parts live in: ``bhttp_model`` (values and events), ``bhttp_rules`` (validity),
-``bhttp_decoder`` (incremental decoding, which whole-message decoding reuses) and ``bhttp_encoder``.
+``bhttp_decoder`` (incremental decoding, which whole-message decoding reuses), ``bhttp_whole``
+(the one-pass path for the common whole request) and ``bhttp_encoder``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from gateway.protocol.bhttp_model import (
     ResponseHead,
     Trailers,
 )
+from gateway.protocol.bhttp_whole import decode_known_length_request
 
 __all__ = [
     "CONNECTION_SPECIFIC_FIELDS",
@@ -78,6 +80,9 @@ def _content_and_trailers(events: list[Event]) -> tuple[bytes, tuple[Field, ...]
 
 def decode_request(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> Request:
     """Decode a whole request; truncation (§3.8) and zero padding accepted."""
+    straight = decode_known_length_request(data, limits)
+    if straight is not None:
+        return straight
     events = _whole(RequestDecoder(limits), data)
     head = next(event for event in events if isinstance(event, RequestHead))
     content, trailers = _content_and_trailers(events)
