@@ -12,6 +12,11 @@ its profile handler. Whatever escapes a handler is by construction an error from
 decapsulation and is answered in the clear by :func:`clear_error`; an unexpected exception is a bug,
 logged by type and location only and answered with a bare 500. Each request is logged once, as
 JSON with its request id, and counted in the metrics.
+
+The POST routes of the gateway resource reach their endpoint straight from :class:`GatewayApp`;
+everything else (lifespan, health, keys, 404 and 405) goes through Starlette's router. The
+endpoint answers every exception itself, so the router's middleware had nothing to add there but
+about 2% of a 1 KiB request's CPU.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config import Settings
 from gateway.errors import GatewayError, NotReady, UnknownKeyId, UnsupportedMediaType
@@ -213,6 +218,22 @@ class HealthEndpoint:
         await send_response(send, status, [(b"content-type", b"application/json")], body)
 
 
+class GatewayApp:
+    """The ASGI app a worker serves: POST to a gateway route goes straight to its endpoint, the
+    rest to ``router``."""
+
+    def __init__(self, router: Starlette, direct: dict[str, ASGIApp]) -> None:
+        self.router, self.direct = router, direct
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.direct.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.router(scope, receive, send)
+
+
 async def _refresh(gw: Gateway) -> None:
     """Keep the key, readiness and dev-mode gauges current between scrapes."""
     while True:
@@ -231,7 +252,7 @@ def build_app(
     metrics: GatewayMetrics,
     lifecycle: TrustTask | None = None,
     replay: EncMemory | None = None,
-) -> Starlette:
+) -> GatewayApp:
     """The gateway app for one worker process; ``lifecycle`` (attest → release → serve) runs
     for the app's lifetime and fills ``keys``; ``replay`` is the workers' shared enc memory
     (None: one of this process's own)."""
@@ -270,16 +291,17 @@ def build_app(
             log_event("stopped")
 
     gateway = GatewayEndpoint(gw, "gateway", PROFILES)
-    # The request routes first: the router tries routes in order, once per request.
-    routes = [
-        Route("/gateway", gateway, methods=["POST"]),
-        Route("/.well-known/ohttp-gateway", gateway, methods=["POST"]),
+    direct: dict[str, ASGIApp] = {
+        "/gateway": gateway,
+        "/.well-known/ohttp-gateway": gateway,
+        "/score": GatewayEndpoint(gw, "score", AZURE_PROFILES),
+    }
+    # The POST routes stay in the router too, so that their other methods get 405, not 404.
+    routes = [Route(path, endpoint, methods=["POST"]) for path, endpoint in direct.items()]
+    routes += [
         Route("/.well-known/ohttp-gateway", KeysEndpoint(gw), methods=["GET"]),
         Route("/.well-known/ohttp-gateway/attestation", AttestationEndpoint(gw), methods=["GET"]),
-        Route("/score", GatewayEndpoint(gw, "score", AZURE_PROFILES), methods=["POST"]),
         Route("/livez", HealthEndpoint(gw, readiness=False), methods=["GET"]),
         Route("/readyz", HealthEndpoint(gw, readiness=True), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.gateway = gw
-    return app
+    return GatewayApp(Starlette(routes=routes, lifespan=lifespan), direct)

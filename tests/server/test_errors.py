@@ -79,6 +79,32 @@ def _problem(answer: Answer) -> dict[str, object]:
 # --- before decapsulation: answered in the clear ---------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/gateway", 405),
+        ("PUT", "/.well-known/ohttp-gateway", 405),
+        ("GET", "/score", 405),
+        ("POST", "/gateway/x", 404),
+        ("POST", "/livez", 405),
+        ("POST", "/nowhere", 404),
+    ],
+)
+def test_other_methods_and_paths_are_refused_in_clear(
+    gateway: GatewayProcess, method: str, path: str, status: int
+) -> None:
+    """The POST routes go straight to their endpoint (gateway/server/app.py); every other method
+    and path still gets the router's answer, and the service still serves."""
+
+    async def send(session: aiohttp.ClientSession, config: KeyConfig) -> Answer:
+        outer = {"content-type": "message/ohttp-req"}
+        async with session.request(method, gateway.url + path, headers=outer, data=b"x") as answer:
+            return Answer(answer.status, dict(answer.headers), await answer.read())
+
+    answer = _exchange(gateway.url, send)
+    assert answer.status == status
+
+
 def test_wrong_media_type_is_415_in_clear(gateway: GatewayProcess) -> None:
     answer = _exchange(gateway.url, _raw(gateway.url, b"hello", "application/json"))
     assert answer.status == 415
