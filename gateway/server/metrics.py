@@ -2,24 +2,32 @@
 
 Names, types and labels are the contract in docs/metrics.md. Every label value is a closed set
 chosen by our code (a route name, an error class's ``reason``, a status class), never text from a
-request. With one worker the metrics live in a private registry served by :func:`serve_metrics`;
-with several workers prometheus-client's multiprocess mode is used (the supervisor sets
-``PROMETHEUS_MULTIPROC_DIR`` before the workers start) and the supervisor serves the aggregate.
+request. Every process keeps its metrics in a private registry; one gateway process serves its own
+with :func:`serve_metrics`, and a supervisor serves the merge of its workers'
+(gateway/server/metrics_relay.py), each gauge merged as :data:`GAUGE_MERGE` says.
 """
 
 from __future__ import annotations
 
-import os
 from time import perf_counter
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.server.keysource import AttestationState
 
 PHASE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600)
 TRUST_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# How a supervisor merges each gauge over its workers (gateway/server/metrics_relay.py).
+GAUGE_MERGE = {
+    "ohttp_gateway_requests_in_flight": "sum",
+    "ohttp_gateway_active_keys": "max",
+    "ohttp_gateway_key_age_seconds": "max",
+    "ohttp_gateway_dev_mode": "max",
+    "ohttp_gateway_ready": "min",
+    "ohttp_gateway_attestation_state": "max",
+    "ohttp_gateway_attestation_token_expiry_timestamp_seconds": "min",
+}
 
 
 def status_class(status: int) -> str:
@@ -85,7 +93,6 @@ class GatewayMetrics:
             "ohttp_gateway_requests_in_flight",
             "Requests being processed.",
             registry=r,
-            multiprocess_mode="livesum",
         )
         self.received_bytes = Counter(
             "ohttp_gateway_received_bytes_total",
@@ -109,39 +116,33 @@ class GatewayMetrics:
             "1 for each key id the gateway can decrypt with.",
             ["key_id"],
             registry=r,
-            multiprocess_mode="livemax",
         )
         self.key_age = Gauge(
             "ohttp_gateway_key_age_seconds",
             "Seconds since the key was released or loaded.",
             ["key_id"],
             registry=r,
-            multiprocess_mode="livemax",
         )
         self.dev_mode = Gauge(
             "ohttp_gateway_dev_mode",
             "1 when running in dev mode: NOT confidential.",
             registry=r,
-            multiprocess_mode="livemax",
         )
         self.ready = Gauge(
             "ohttp_gateway_ready",
             "1 when an attested key is loaded and the upstream answers.",
             registry=r,
-            multiprocess_mode="livemin",
         )
         self.attestation_state = Gauge(
             "ohttp_gateway_attestation_state",
             "1 for the current attestation state.",
             ["state"],
             registry=r,
-            multiprocess_mode="livemax",
         )
         self.token_expiry = Gauge(
             "ohttp_gateway_attestation_token_expiry_timestamp_seconds",
             "Unix time the current MAA token expires.",
             registry=r,
-            multiprocess_mode="livemin",
         )
         self.trust_duration = Histogram(
             "ohttp_gateway_trust_request_duration_seconds",
@@ -198,7 +199,7 @@ class GatewayMetrics:
     ) -> None:
         """Refresh the key, dev-mode and attestation gauges from the key source."""
         self.token_expiry.set(token_expiry or 0)  # 0: no token (dev mode, or not attested yet)
-        # Keys that left the ring drop to 0 (clear() is not available in multiprocess mode).
+        # Keys that left the ring drop to 0: the series stay, so a merge over workers keeps them.
         current = {str(key_id): age for key_id, age in ages.items()}
         for gone in self._key_ids - current.keys():
             self.active_keys.labels(gone).set(0)
@@ -212,18 +213,7 @@ class GatewayMetrics:
             self.attestation_state.labels(candidate.value).set(1 if candidate is state else 0)
 
 
-def multiprocess_registry() -> CollectorRegistry:
-    """The aggregate of every worker's metrics, for the supervisor."""
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return registry
-
-
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> object:
     """Serve ``/metrics`` on its own port in a daemon thread; returns the server (to shut down)."""
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server
-
-
-def in_multiprocess_mode() -> bool:
-    return "PROMETHEUS_MULTIPROC_DIR" in os.environ

@@ -5,10 +5,12 @@ process. With more, the supervisor binds one listening socket per worker on the 
 (SO_REUSEPORT, :func:`~gateway.server.sockets.bind_tcp_group`: the kernel spreads connections
 evenly, where one shared socket let the first worker awake take a whole burst), starts the
 workers (spawned, each with its own event loop, since the crypto holds the GIL), serves the
-aggregated metrics, and forwards SIGTERM to them. In dev mode the supervisor fixes one seed for
-all workers, so they serve the same key configs. It also creates the replay memory the workers
-share (:class:`~gateway.server.replay_table.ReplayTable`), so a replay landing on another worker
-is refused; the kernel frees it when the last of these processes ends, however it ends.
+merge of their metrics (it asks each worker for its own at every scrape, over a socketpair:
+gateway/server/metrics_relay.py), and forwards SIGTERM to them. In dev mode the supervisor fixes
+one seed for all workers, so they serve the same key configs. It also creates the replay memory
+the workers share (:class:`~gateway.server.replay_table.ReplayTable`), so a replay landing on
+another worker is refused; the kernel frees it when the last of these processes ends, however it
+ends.
 Every worker runs its own key lifecycle, but only worker 0 (the only one with ``--workers 1``)
 owns the Kubernetes notifier: the pod gets one event per milestone and one writer of its
 annotations, not one per worker. In ``--kubernetes-events on`` mode the supervisor loads the
@@ -26,15 +28,16 @@ import os
 import secrets
 import signal
 import socket
-import tempfile
 from types import FrameType
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from gateway.config import Settings
 from gateway.server import logs
 from gateway.server.keysource import KeySource
-from gateway.server.metrics import GatewayMetrics, multiprocess_registry, serve_metrics
+from gateway.server.metrics import GAUGE_MERGE, GatewayMetrics, serve_metrics
+from gateway.server.metrics_relay import WorkerMetrics, answer_snapshots
 from gateway.server.replay_table import ReplayTable
 from gateway.server.sockets import LISTEN_BACKLOG, bind_tcp_group
 
@@ -112,6 +115,7 @@ def run_worker(
     sock: socket.socket | None,
     replay: ReplayTable | None = None,
     worker: int = 0,
+    metrics_channel: socket.socket | None = None,
 ) -> None:
     """One gateway process: build the app and serve until SIGTERM has been drained.
 
@@ -126,6 +130,8 @@ def run_worker(
     metrics_server = None
     if sock is None and settings.metrics_port:
         metrics_server = serve_metrics(metrics.registry, settings.host, settings.metrics_port)
+    if metrics_channel is not None:
+        answer_snapshots(metrics.registry, metrics_channel)
     keys = key_source(settings, seed)
     notifier = None
     if worker == 0 and settings.pod_name and settings.kubernetes_events != "off":
@@ -168,13 +174,14 @@ def _supervise(settings: Settings) -> int:
         in_cluster_api(settings, os.environ)
     seed = dev_seed(settings) or (secrets.token_bytes(32) if settings.dev else None)
     replay = ReplayTable.create(settings.replay_window, settings.replay_capacity)
-    metrics_dir = tempfile.mkdtemp(prefix="ohttp-gateway-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     sockets = bind_tcp_group(settings.host, settings.port, settings.workers)
+    channels = [socket.socketpair() for _ in sockets]
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(
-            target=run_worker, args=(settings, seed, sock, replay, n), name=f"worker-{n}"
+            target=run_worker,
+            args=(settings, seed, sock, replay, n, channels[n][1]),
+            name=f"worker-{n}",
         )
         for n, sock in enumerate(sockets)
     ]
@@ -183,9 +190,13 @@ def _supervise(settings: Settings) -> int:
     replay.close()  # the workers hold it now
     for sock in sockets:
         sock.close()  # each worker holds its own: one that exits leaves the group
+    for _ours, theirs in channels:
+        theirs.close()
+    worker_metrics = WorkerMetrics([ours for ours, _theirs in channels], GAUGE_MERGE)
     metrics_server = None
     if settings.metrics_port:
-        registry = multiprocess_registry()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(worker_metrics)
         metrics_server = serve_metrics(registry, settings.host, settings.metrics_port)
 
     stopping = False
@@ -204,6 +215,7 @@ def _supervise(settings: Settings) -> int:
         worker.join()
     if metrics_server is not None:
         metrics_server.shutdown()  # type: ignore[attr-defined]
+    worker_metrics.close()
     codes = [worker.exitcode for worker in workers]
     logs.log_event("supervisor_stopped", exit_codes=codes)
     # A worker ended by the SIGTERM we forwarded had not installed its handler yet, which it does

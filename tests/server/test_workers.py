@@ -11,6 +11,7 @@ import secrets
 import shlex
 import shutil
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -155,3 +156,63 @@ def test_a_replay_memory_that_cannot_be_allocated_stops_startup(double: Upstream
     )
     assert result.returncode == 2
     assert "ohttp-gateway serve: Replay table not created" in result.stderr
+
+
+def test_a_killed_worker_leaves_the_counts_it_had(double: UpstreamDouble, tmp_path: Path) -> None:
+    """The supervisor merges its workers' metrics at each scrape; one SIGKILLed still counts
+    with what it last reported, so no merged counter goes down, and the scrape still answers."""
+    process = GatewayProcess(double.url, tmp_path / "g.log", "--workers", "2").start()
+    try:
+        assert process.process is not None
+        workers = gateway_workers(process.process.pid)
+        wait_for_each_worker(process.port, workers)
+
+        async def first_config() -> KeyConfig:
+            async with aiohttp.ClientSession() as session:
+                return (await key_configs(session, process.url))[0]
+
+        config = run(first_config())
+
+        def serve_some(count: int) -> list[int]:
+            """``count`` requests on fresh connections; the worker that served each."""
+            served = []
+            for _ in range(count):
+                message = bhttp.encode_request(inner_request())
+                sealed = ohttp.encapsulate_request(config, config.suites[0], message)[0]
+                connection, _body = _exchange(process.port, sealed)
+                try:
+                    assert connection.sock is not None
+                    served.append(serving_process(workers, connection.sock))
+                finally:
+                    connection.close()
+            return served
+
+        def requests_ok() -> float:
+            with urllib.request.urlopen(process.metrics_url, timeout=5) as response:  # noqa: S310
+                scrape = response.read().decode()
+            series = 'ohttp_gateway_requests_total{outcome="ok",profile="ohttp",route="gateway"} '
+            line = next(line for line in scrape.splitlines() if line.startswith(series))
+            return float(line.rsplit(" ", 1)[1])
+
+        served = serve_some(10)
+        assert requests_ok() == 10
+        victim = max(set(served), key=served.count)
+        os.kill(victim, 9)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "zombie" not in _state(victim):
+            time.sleep(0.05)
+        assert requests_ok() == 10  # the victim's share is still counted
+        workers.remove(victim)
+        serve_some(5)  # the other worker serves on
+        assert requests_ok() == 15
+    finally:
+        assert process.terminate() == 1  # a worker ended uncleanly: the supervisor says so
+
+
+def _state(pid: int) -> str:
+    """The process's state line, or "zombie" once it is gone altogether."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return "zombie"
+    return next(line for line in status.splitlines() if line.startswith("State:"))
