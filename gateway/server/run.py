@@ -40,6 +40,7 @@ from gateway.server.metrics import GAUGE_MERGE, GatewayMetrics, serve_metrics
 from gateway.server.metrics_relay import WorkerMetrics, answer_snapshots
 from gateway.server.replay_table import ReplayTable
 from gateway.server.sockets import LISTEN_BACKLOG, bind_tcp_group
+from gateway.server.write_coalescing import CoalescingHttpToolsProtocol
 
 _stop_requested = False
 _server: uvicorn.Server | None = None
@@ -74,7 +75,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         lifespan="on",
         log_config=None,
         access_log=False,
