@@ -5,9 +5,11 @@ only until the end of the loop step, in order, on a real transport over a real s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import socket
 import struct
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -71,12 +73,18 @@ class _Sink(asyncio.Protocol):
     pass
 
 
-async def _pair() -> tuple[CoalescingTransport, asyncio.Transport, socket.socket]:
+@contextlib.asynccontextmanager
+async def _pair() -> AsyncIterator[tuple[CoalescingTransport, asyncio.Transport, socket.socket]]:
+    """A coalescing transport over a real one, and the socket at the other end."""
     ours, peer = socket.socketpair()
     peer.setblocking(False)
     loop = asyncio.get_running_loop()
     transport, _ = await loop.connect_accepted_socket(_Sink, ours)
-    return CoalescingTransport(transport, loop), transport, peer
+    try:
+        yield CoalescingTransport(transport, loop), transport, peer
+    finally:
+        transport.abort()
+        peer.close()
 
 
 def _available(peer: socket.socket) -> bytes:
@@ -88,56 +96,44 @@ def _available(peer: socket.socket) -> bytes:
 
 def test_small_writes_are_held_until_the_end_of_the_step() -> None:
     async def body() -> None:
-        coalescing, _real, peer = await _pair()
-        coalescing.write(b"HTTP/1.1 200 OK\r\n\r\n")
-        coalescing.write(b"body")
-        assert _available(peer) == b""  # still held within this step
-        await asyncio.sleep(0)
-        assert _available(peer) == b"HTTP/1.1 200 OK\r\n\r\nbody"
-        coalescing.write(b"next event")  # a later step: it leaves in its own
-        await asyncio.sleep(0)
-        assert _available(peer) == b"next event"
-        coalescing.close()
-        peer.close()
+        async with _pair() as (coalescing, _real, peer):
+            coalescing.write(b"HTTP/1.1 200 OK\r\n\r\n")
+            coalescing.write(b"body")
+            assert _available(peer) == b""  # still held within this step
+            await asyncio.sleep(0)
+            assert _available(peer) == b"HTTP/1.1 200 OK\r\n\r\nbody"
+            coalescing.write(b"next event")  # a later step: it leaves in its own
+            await asyncio.sleep(0)
+            assert _available(peer) == b"next event"
 
     run(body())
 
 
 def test_a_write_reaching_the_limit_leaves_at_once_after_what_is_held() -> None:
     async def body() -> None:
-        coalescing, _real, peer = await _pair()
-        coalescing.write(b"head")
-        bulk = bytes(COALESCE_LIMIT)
-        coalescing.write(bulk)
-        received = b""
-        while len(received) < 4 + len(bulk):  # without the loop step ending
-            chunk = _available(peer)
-            assert chunk, "held back"
-            received += chunk
-        assert received == b"head" + bulk
-        coalescing.close()
-        peer.close()
+        async with _pair() as (coalescing, _real, peer):
+            coalescing.write(b"head")
+            bulk = bytes(COALESCE_LIMIT)
+            coalescing.write(bulk)
+            received = b""
+            while len(received) < 4 + len(bulk):  # without the loop step ending
+                chunk = _available(peer)
+                assert chunk, "held back"
+                received += chunk
+            assert received == b"head" + bulk
 
     run(body())
 
 
-def test_close_sends_what_is_held_and_abort_drops_it() -> None:
+@pytest.mark.parametrize(("ending", "delivered"), [("close", b"held"), ("abort", b"")])
+def test_close_sends_what_is_held_and_abort_drops_it(ending: str, delivered: bytes) -> None:
     async def body() -> None:
-        coalescing, real, peer = await _pair()
-        coalescing.write(b"last words")
-        coalescing.close()
-        await asyncio.sleep(0.05)
-        assert _available(peer) == b"last words"
-        assert real.is_closing()
-        peer.close()
-
-        coalescing, real, peer = await _pair()
-        coalescing.write(b"never")
-        coalescing.abort()
-        await asyncio.sleep(0.05)
-        assert _available(peer) == b""
-        assert coalescing.is_closing()
-        peer.close()
+        async with _pair() as (coalescing, real, peer):
+            coalescing.write(b"held")
+            getattr(coalescing, ending)()
+            await asyncio.sleep(0.05)
+            assert _available(peer) == delivered
+            assert real.is_closing()
 
     run(body())
 
