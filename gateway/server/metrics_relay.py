@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import socket
 import struct
 import threading
@@ -42,6 +43,8 @@ from collections.abc import Iterable, Iterator
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+from gateway.server.logs import log_event
 
 _QUESTION = struct.Struct(">I")  # a question's number
 _ANSWER = struct.Struct(">II")  # the number it answers, the JSON's length
@@ -64,30 +67,33 @@ def snapshot(registry: CollectorRegistry) -> Snapshot:
 
 
 def answer_snapshots(registry: CollectorRegistry, channel: socket.socket) -> threading.Thread:
-    """In a worker: answer each question on ``channel`` with a snapshot of ``registry``, in a
-    daemon thread that ends when the supervisor's end closes."""
+    """In a worker: answer questions on ``channel`` with snapshots of ``registry``, in a daemon
+    thread that ends when the supervisor's end closes.
+
+    Of the questions waiting, only the newest is answered: the older ones' scrapes have given up
+    on this worker already, and answering each would keep a slow worker behind for good."""
 
     def serve() -> None:
+        waiting = b""
         # OSError: the supervisor is gone, and with it anyone to answer.
         with channel, contextlib.suppress(OSError):
-            while question := _receive_exactly(channel, _QUESTION.size):
-                body = json.dumps(snapshot(registry)).encode()
-                channel.sendall(_ANSWER.pack(_QUESTION.unpack(question)[0], len(body)) + body)
+            while part := channel.recv(4096):
+                waiting += part
+                whole = len(waiting) - len(waiting) % _QUESTION.size
+                if not whole:
+                    continue
+                (newest,) = _QUESTION.unpack_from(waiting, whole - _QUESTION.size)
+                waiting = waiting[whole:]
+                try:
+                    body = json.dumps(snapshot(registry)).encode()
+                except Exception:  # noqa: BLE001 - a bug of ours: keep answering the next ones
+                    log_event("metrics_snapshot_failed", logging.ERROR, exc_info=True)
+                    continue
+                channel.sendall(_ANSWER.pack(newest, len(body)) + body)
 
     thread = threading.Thread(target=serve, name="metrics-relay", daemon=True)
     thread.start()
     return thread
-
-
-def _receive_exactly(channel: socket.socket, size: int) -> bytes:
-    """``size`` bytes, or b"" when the channel closed first."""
-    data = b""
-    while len(data) < size:
-        part = channel.recv(size - len(data))
-        if not part:
-            return b""
-        data += part
-    return data
 
 
 class _Worker:
@@ -171,8 +177,9 @@ class WorkerMetrics(Collector):
         yield from merge(snapshots, self._gauge_merge)
 
     def close(self) -> None:
-        for worker in self._workers:
-            worker.channel.close()
+        with self._lock:  # after a scrape still asking, never under it
+            for worker in self._workers:
+                worker.channel.close()
 
 
 def merge(snapshots: Iterable[tuple[Snapshot, bool]], gauge_merge: dict[str, str]) -> list[Metric]:

@@ -153,3 +153,22 @@ def test_fuzz_agrees_with_the_state_machine() -> None:
 def test_fuzz_long_agrees_with_the_state_machine() -> None:
     total = int(os.environ.get("FUZZ_CASES", "1000000"))
     _fuzz(total // 5, seed=int(os.environ.get("FUZZ_SEED", "9292")))
+
+
+def test_decode_request_takes_it_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what the straight path leaves reaches the state machine."""
+    from gateway.protocol import bhttp
+
+    built: list[Limits] = []
+
+    class Counting(RequestDecoder):
+        def __init__(self, limits: Limits = Limits()) -> None:  # noqa: B008
+            built.append(limits)
+            super().__init__(limits)
+
+    monkeypatch.setattr(bhttp, "RequestDecoder", Counting)
+    assert bhttp.decode_request(encode_request(SAMPLE_REQUEST)) == SAMPLE_REQUEST
+    assert built == []
+    indeterminate = encode_request(SAMPLE_REQUEST, Framing.INDETERMINATE_LENGTH)
+    assert bhttp.decode_request(indeterminate) == SAMPLE_REQUEST
+    assert len(built) == 1

@@ -15,7 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from gateway.server.keysource import AttestationState
 from gateway.server.metrics import GAUGE_MERGE, GatewayMetrics
@@ -210,3 +213,84 @@ def test_overlapping_scrapes_each_get_a_whole_answer(two: Workers) -> None:
     for thread in threads:
         thread.join()
     assert seen == [100.0] * 80
+
+
+def test_an_answer_cut_off_at_the_deadline_is_finished_and_dropped_next_time() -> None:
+    metrics = GatewayMetrics()
+    ours, theirs = socket.socketpair()
+
+    def serve() -> None:  # the second answer arrives in two halves, the second one late
+        with theirs:
+            for index in range(3):
+                question = theirs.recv(4)
+                body = json.dumps(snapshot(metrics.registry)).encode()
+                answer = question + struct.pack(">I", len(body)) + body
+                if index == 1:
+                    theirs.sendall(answer[: len(answer) // 2])
+                    time.sleep(0.6)
+                    answer = answer[len(answer) // 2 :]
+                theirs.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    merged = WorkerMetrics([ours], GAUGE_MERGE, timeout=0.3)
+    counter = ("ohttp_gateway_replays_refused_total", ())
+    try:
+        metrics.replays_refused.inc(1)
+        assert dict(_samples(merged))[counter] == 1
+        metrics.replays_refused.inc(1)
+        assert dict(_samples(merged))[counter] == 1  # cut off: the last answer's count
+        time.sleep(0.5)
+        metrics.replays_refused.inc(1)
+        assert dict(_samples(merged))[counter] == 3  # the late half read and dropped, in step
+    finally:
+        merged.close()
+
+
+def _samples(merged: WorkerMetrics) -> list[tuple[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    return [
+        ((sample.name, tuple(sorted(sample.labels.items()))), sample.value)
+        for family in merged.collect()
+        for sample in family.samples
+    ]
+
+
+def test_a_worker_answers_only_the_newest_of_the_questions_waiting() -> None:
+    ours, theirs = socket.socketpair()
+    answer_snapshots(GatewayMetrics().registry, theirs)
+    with ours:
+        ours.sendall(struct.pack(">III", 1, 2, 3))  # three scrapes' questions, none answered yet
+        ours.settimeout(5)
+        number, length = struct.unpack(">II", ours.recv(8))
+        assert number == 3
+        received = 0
+        while received < length:
+            received += len(ours.recv(length - received))
+        ours.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            ours.recv(1)  # no answers to 1 and 2
+
+
+def test_a_snapshot_that_fails_is_logged_and_the_next_question_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class BrokenOnce(Collector):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def collect(self) -> Iterator[Metric]:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("a bug of ours")
+            yield GaugeMetricFamily("ohttp_gateway_ready", "ready", value=1)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BrokenOnce())
+    ours, theirs = socket.socketpair()
+    answer_snapshots(registry, theirs)
+    merged = WorkerMetrics([ours], GAUGE_MERGE, timeout=0.5)
+    try:
+        assert _samples(merged) == []  # no answer this time
+        assert dict(_samples(merged))[("ohttp_gateway_ready", ())] == 1
+    finally:
+        merged.close()
+    assert any(record.msg == "metrics_snapshot_failed" for record in caplog.records)

@@ -9,14 +9,15 @@ import contextlib
 import http.client
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import pytest
+import uvloop
 
 from gateway.protocol import bhttp, ohttp
 from gateway.protocol.keys import decode_key_configs
 from gateway.server.write_coalescing import COALESCE_LIMIT, CoalescingTransport
-from tests.server.conftest import run
 from tests.support.gateway_process import GatewayProcess
 from tests.support.ohttp_client import inner_request
 
@@ -87,6 +88,12 @@ async def _pair() -> AsyncIterator[tuple[CoalescingTransport, asyncio.Transport,
         peer.close()
 
 
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]], None]:
+    """Each unit test on asyncio's loop and on uvloop, which the gateway serves on."""
+    return asyncio.run if request.param == "asyncio" else uvloop.run  # type: ignore[return-value]
+
+
 def _available(peer: socket.socket) -> bytes:
     try:
         return peer.recv(1 << 20)
@@ -94,7 +101,9 @@ def _available(peer: socket.socket) -> bytes:
         return b""
 
 
-def test_small_writes_are_held_until_the_end_of_the_step() -> None:
+def test_small_writes_are_held_until_the_end_of_the_step(
+    loop_run: Callable[[Coroutine[Any, Any, None]], None],
+) -> None:
     async def body() -> None:
         async with _pair() as (coalescing, _real, peer):
             coalescing.write(b"HTTP/1.1 200 OK\r\n\r\n")
@@ -106,10 +115,12 @@ def test_small_writes_are_held_until_the_end_of_the_step() -> None:
             await asyncio.sleep(0)
             assert _available(peer) == b"next event"
 
-    run(body())
+    loop_run(body())
 
 
-def test_a_write_reaching_the_limit_leaves_at_once_after_what_is_held() -> None:
+def test_a_write_reaching_the_limit_leaves_at_once_after_what_is_held(
+    loop_run: Callable[[Coroutine[Any, Any, None]], None],
+) -> None:
     async def body() -> None:
         async with _pair() as (coalescing, _real, peer):
             coalescing.write(b"head")
@@ -122,11 +133,25 @@ def test_a_write_reaching_the_limit_leaves_at_once_after_what_is_held() -> None:
                 received += chunk
             assert received == b"head" + bulk
 
-    run(body())
+    loop_run(body())
+
+
+def test_a_held_buffer_is_copied(loop_run: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+    async def body() -> None:
+        async with _pair() as (coalescing, _real, peer):
+            buffer = bytearray(b"sealed response")
+            coalescing.write(memoryview(buffer))
+            buffer[:] = b"reused buffer!!"  # the caller's, once write() has returned
+            await asyncio.sleep(0)
+            assert _available(peer) == b"sealed response"
+
+    loop_run(body())
 
 
 @pytest.mark.parametrize(("ending", "delivered"), [("close", b"held"), ("abort", b"")])
-def test_close_sends_what_is_held_and_abort_drops_it(ending: str, delivered: bytes) -> None:
+def test_close_sends_what_is_held_and_abort_drops_it(
+    ending: str, delivered: bytes, loop_run: Callable[[Coroutine[Any, Any, None]], None]
+) -> None:
     async def body() -> None:
         async with _pair() as (coalescing, real, peer):
             coalescing.write(b"held")
@@ -135,7 +160,7 @@ def test_close_sends_what_is_held_and_abort_drops_it(ending: str, delivered: byt
             assert _available(peer) == delivered
             assert real.is_closing()
 
-    run(body())
+    loop_run(body())
 
 
 def test_a_client_that_half_closes_still_gets_an_immediate_answer(gateway: GatewayProcess) -> None:
