@@ -88,8 +88,11 @@ async def _pair() -> AsyncIterator[tuple[CoalescingTransport, asyncio.Transport,
         peer.close()
 
 
+LoopRun = Callable[[Coroutine[Any, Any, None]], None]
+
+
 @pytest.fixture(params=["asyncio", "uvloop"])
-def loop_run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]], None]:
+def loop_run(request: pytest.FixtureRequest) -> LoopRun:
     """Each unit test on asyncio's loop and on uvloop, which the gateway serves on."""
     return asyncio.run if request.param == "asyncio" else uvloop.run  # type: ignore[return-value]
 
@@ -101,9 +104,7 @@ def _available(peer: socket.socket) -> bytes:
         return b""
 
 
-def test_small_writes_are_held_until_the_end_of_the_step(
-    loop_run: Callable[[Coroutine[Any, Any, None]], None],
-) -> None:
+def test_small_writes_are_held_until_the_end_of_the_step(loop_run: LoopRun) -> None:
     async def body() -> None:
         async with _pair() as (coalescing, _real, peer):
             coalescing.write(b"HTTP/1.1 200 OK\r\n\r\n")
@@ -118,9 +119,7 @@ def test_small_writes_are_held_until_the_end_of_the_step(
     loop_run(body())
 
 
-def test_a_write_reaching_the_limit_leaves_at_once_after_what_is_held(
-    loop_run: Callable[[Coroutine[Any, Any, None]], None],
-) -> None:
+def test_a_write_reaching_the_limit_leaves_at_once_after_what_is_held(loop_run: LoopRun) -> None:
     async def body() -> None:
         async with _pair() as (coalescing, _real, peer):
             coalescing.write(b"head")
@@ -136,7 +135,7 @@ def test_a_write_reaching_the_limit_leaves_at_once_after_what_is_held(
     loop_run(body())
 
 
-def test_a_held_buffer_is_copied(loop_run: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+def test_a_held_buffer_is_copied(loop_run: LoopRun) -> None:
     async def body() -> None:
         async with _pair() as (coalescing, _real, peer):
             buffer = bytearray(b"sealed response")
@@ -150,7 +149,7 @@ def test_a_held_buffer_is_copied(loop_run: Callable[[Coroutine[Any, Any, None]],
 
 @pytest.mark.parametrize(("ending", "delivered"), [("close", b"held"), ("abort", b"")])
 def test_close_sends_what_is_held_and_abort_drops_it(
-    ending: str, delivered: bytes, loop_run: Callable[[Coroutine[Any, Any, None]], None]
+    ending: str, delivered: bytes, loop_run: LoopRun
 ) -> None:
     async def body() -> None:
         async with _pair() as (coalescing, real, peer):
