@@ -109,7 +109,11 @@ class _Worker:
     def ask(self, question: int) -> None:
         if not self.gone:
             try:
+                # The timeout left by the last answer's wait applies: a worker so far behind
+                # that its channel is full is late this time, not gone.
                 self.channel.sendall(_QUESTION.pack(question))
+            except TimeoutError:
+                return
             except OSError:
                 self._end()
 

@@ -4,6 +4,7 @@ overlapping scrapes. The whole path under ``serve --workers 2`` is in test_worke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -294,3 +295,25 @@ def test_a_snapshot_that_fails_is_logged_and_the_next_question_answered(
     finally:
         merged.close()
     assert any(record.msg == "metrics_snapshot_failed" for record in caplog.records)
+
+
+def test_a_worker_whose_channel_is_full_is_late_not_gone() -> None:
+    ours, theirs = socket.socketpair()
+    merged = WorkerMetrics([ours], GAUGE_MERGE, timeout=0.2)
+    try:
+        ours.settimeout(0.05)
+        with contextlib.suppress(TimeoutError):
+            while True:  # questions nobody reads: the channel fills up
+                ours.send(bytes(65536))
+        assert _samples(merged) == []  # the question did not fit: late this time
+        worker = merged._workers[0]
+        assert not worker.gone
+        theirs.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while theirs.recv(1 << 20):  # the worker catches up with what filled the channel
+                pass
+        theirs.setblocking(True)
+        answer_snapshots(GatewayMetrics().registry, theirs)
+        assert ("ohttp_gateway_ready", ()) in dict(_samples(merged))
+    finally:
+        merged.close()
